@@ -1,0 +1,81 @@
+"""The ``kms-conformance`` command line (contract: DESIGN.md section 5)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+EXIT_OK = 0
+EXIT_FAIL = 1
+EXIT_CONFIG = 2
+EXIT_INCONC = 3
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_CONFIG
+    handler = _HANDLERS.get(args.command, _not_yet)
+    return handler(args)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kms-conformance",
+        description="Conformance harness for 3GPP TS 33.180 Annex D Key Management Servers.",
+    )
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="run the case catalogue against a target KMS")
+    run.add_argument("--target", metavar="FILE")
+    run.add_argument("--output", metavar="DIR", default="reports/latest")
+    run.add_argument("--cases", nargs="+", metavar="GLOB|ID")
+    run.add_argument("--strict", action="store_true")
+    run.add_argument("--embedded-fault", action="append", default=[], metavar="NAME")
+    run.add_argument("-n", type=int, default=0, metavar="N")
+
+    lst = sub.add_parser("list", help="list every case")
+    lst.add_argument("--json", action="store_true")
+
+    explain = sub.add_parser("explain", help="what a case sends and checks")
+    explain.add_argument("case_id", metavar="ID")
+
+    check = sub.add_parser("check", help="check a captured response offline")
+    check.add_argument("file", metavar="FILE.xml")
+    check.add_argument("--init", metavar="INIT.xml")
+    check.add_argument("--request-type", metavar="T")
+    check.add_argument("--target", metavar="FILE")
+
+    serve = sub.add_parser("serve", help="start the reference KMS")
+    serve.add_argument("--port", type=int, default=0)
+    serve.add_argument("--http", action="store_true")
+    serve.add_argument("--profile", default="ts33180-r17")
+    serve.add_argument("--fault", action="append", default=[], metavar="NAME")
+    serve.add_argument("--config", metavar="FILE")
+    serve.add_argument("--state", metavar="DIR")
+
+    faults = sub.add_parser("faults", help="list the reference KMS fault catalogue")
+    faults.add_argument("--json", action="store_true")
+
+    replay = sub.add_parser("replay", help="re-send the recorded requests of one case")
+    replay.add_argument("dir", metavar="DIR")
+    replay.add_argument("case_id", metavar="CASE-ID")
+    return parser
+
+
+def _not_yet(args: argparse.Namespace) -> int:
+    print(
+        f"kms-conformance {args.command}: not implemented yet in this build "
+        "(see the open issues)",
+        file=sys.stderr,
+    )
+    return EXIT_CONFIG
+
+
+_HANDLERS: dict[str, object] = {}
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
