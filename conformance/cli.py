@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -75,7 +75,7 @@ def _not_yet(args: argparse.Namespace) -> int:
     return EXIT_CONFIG
 
 
-_HANDLERS: dict[str, object] = {}
+_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
