@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -66,6 +67,25 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _delegate_to_refkms(args: argparse.Namespace) -> int:
+    """Run the reference KMS in its own process: the harness never imports ``refkms``."""
+    argv = [sys.executable, "-m", "refkms", args.command]
+    if args.command == "serve":
+        argv += ["--port", str(args.port), "--profile", args.profile]
+        argv += ["--http"] if args.http else []
+        for name in args.fault:
+            argv += ["--fault", name]
+        argv += ["--config", args.config] if args.config else []
+        argv += ["--state", args.state] if args.state else []
+    elif args.json:
+        argv.append("--json")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # exec keeps one process, so SIGINT/SIGTERM reach the server directly.
+    os.execv(sys.executable, argv)
+    return EXIT_CONFIG  # pragma: no cover - execv does not return
+
+
 def _not_yet(args: argparse.Namespace) -> int:
     print(
         f"kms-conformance {args.command}: not implemented yet in this build "
@@ -75,7 +95,10 @@ def _not_yet(args: argparse.Namespace) -> int:
     return EXIT_CONFIG
 
 
-_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {}
+_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "serve": _delegate_to_refkms,
+    "faults": _delegate_to_refkms,
+}
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
