@@ -1,0 +1,506 @@
+"""The target description: PICS (what the KMS claims) and PIXIT (what the tester knows).
+
+One TOML file (DESIGN.md section 4). Every problem is a ``TargetFileError`` naming the
+file, the key and the problem in one line; the CLI turns it into exit status 2. Secrets
+(tokens, TrK, InK) may come from environment variables or a command, and are held in
+``Secret`` so that a stray ``repr`` or log line cannot print them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import subprocess
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENCRYPTION_MODES = ("none", "message", "keys")
+
+
+class TargetFileError(ValueError):
+    """A target file that cannot be used; ``str()`` is the one-line message for the user."""
+
+    def __init__(self, path: Path | str, key: str, problem: str) -> None:
+        self.path = str(path)
+        self.key = key
+        self.problem = problem
+        where = f"{self.path}: {key}: " if key else f"{self.path}: "
+        super().__init__(where + problem)
+
+
+class Secret:
+    """A secret value that never shows itself in ``repr``/``str``."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: bytes) -> None:
+        self._value = value
+
+    def reveal(self) -> bytes:
+        return self._value
+
+    def text(self) -> str:
+        return self._value.decode("utf-8")
+
+    def __repr__(self) -> str:
+        return "Secret(<redacted>)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    base_url: str
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    timeout_s: float = 10.0
+    max_body_bytes: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    release: str = "ts33180-r17"
+    user_id_encoding: str | None = None
+    token_scope: str | None = None
+
+
+@dataclass(frozen=True)
+class Pics:
+    """What the KMS claims to support; a case whose PICS condition is false is n/a."""
+
+    cert: bool = True
+    lookup: bool = False
+    redirect: bool = False
+    encryption: str = "none"
+    signing: bool = False
+    ink: bool = False
+    request_signing: bool = False
+    certcache_incremental: bool = False
+    tk_ik_delivery: bool = False
+
+    def as_dict(self) -> dict[str, bool | str]:
+        return {name: getattr(self, name) for name in _PICS_TYPES}
+
+
+@dataclass(frozen=True)
+class SymmetricKey:
+    key_id: bytes
+    key: Secret
+
+    @property
+    def key_id_b64(self) -> str:
+        return base64.b64encode(self.key_id).decode("ascii")
+
+
+@dataclass(frozen=True)
+class User:
+    uri: str
+    token: Secret | None
+    trk: SymmetricKey | None = None
+    ink: SymmetricKey | None = None
+
+
+@dataclass(frozen=True)
+class LookupEntry:
+    sip_uri: str
+    kms_uri: str
+
+
+@dataclass(frozen=True)
+class Pixit:
+    kms_uri: str | None = None
+    cert_uri: str | None = None
+    partner_kms_uris: tuple[str, ...] = ()
+    unknown_kms_uri: str = "kms.unknown.invalid"
+    lookup: tuple[LookupEntry, ...] = ()
+    unknown_sip_uri: str = "sip:nobody@unknown.invalid"
+
+
+@dataclass(frozen=True)
+class NegativeTokens:
+    expired: Secret | None = None
+    wrong_scope: Secret | None = None
+    malformed: Secret | None = None
+    bad_signature: Secret | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    path: Path
+    target: TargetSettings
+    profile: ProfileSettings
+    pics: Pics
+    pixit: Pixit
+    users: tuple[User, ...]
+    tokens: NegativeTokens
+    allowed_skew_s: float = 300.0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def user(self) -> User:
+        """The UE under test: the first user."""
+        return self.users[0]
+
+    def public_summary(self) -> dict[str, Any]:
+        """What a report may show about the target: no tokens, no keys."""
+        return {
+            "file": str(self.path),
+            "base_url": self.target.base_url,
+            "verify_tls": self.target.verify_tls,
+            "profile": self.profile.release,
+            "pics": self.pics.as_dict(),
+            "users": [
+                {
+                    "uri": u.uri,
+                    "trk_id": u.trk.key_id_b64 if u.trk else None,
+                    "ink_id": u.ink.key_id_b64 if u.ink else None,
+                }
+                for u in self.users
+            ],
+        }
+
+
+def load_target(path: Path | str, environ: Mapping[str, str] | None = None) -> Target:
+    """Read and check a target file; raise ``TargetFileError`` on any problem."""
+    file = Path(path)
+    env = os.environ if environ is None else environ
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise TargetFileError(file, "", f"cannot read the file ({exc.strerror})") from None
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise TargetFileError(file, "", "not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TargetFileError(file, "", f"not valid TOML ({exc})") from None
+    return _Reader(file, env).target(doc)
+
+
+class _Reader:
+    def __init__(self, path: Path, env: Mapping[str, str]) -> None:
+        self.path = path
+        self.env = env
+
+    def fail(self, key: str, problem: str) -> TargetFileError:
+        return TargetFileError(self.path, key, problem)
+
+    def target(self, doc: dict[str, Any]) -> Target:
+        self.only(
+            doc, "", {"target", "profile", "pics", "pixit", "users", "keys", "tokens", "clock"}
+        )
+        settings = self.target_settings(self.table(doc, "target", required=True))
+        profile = self.profile(self.table(doc, "profile"))
+        pics = self.pics(self.table(doc, "pics"))
+        pixit = self.pixit(self.table(doc, "pixit"))
+        keys = self.table(doc, "keys")
+        self.only(keys, "keys", {"trk_id", "trk", "trk_env", "ink_id", "ink", "ink_env"})
+        users = self.users(doc.get("users"), keys)
+        tokens = self.tokens(self.table(doc, "tokens"))
+        clock = self.table(doc, "clock")
+        self.only(clock, "clock", {"allowed_skew_s"})
+        skew = self.number(clock, "clock", "allowed_skew_s", 300.0)
+        if pics.encryption not in ENCRYPTION_MODES:
+            raise self.fail(
+                "pics.encryption",
+                f"'{pics.encryption}' is not one of {', '.join(ENCRYPTION_MODES)}",
+            )
+        return Target(self.path, settings, profile, pics, pixit, users, tokens, skew)
+
+    # -- sections ----------------------------------------------------------------
+
+    def target_settings(self, t: dict[str, Any]) -> TargetSettings:
+        self.only(
+            t,
+            "target",
+            {
+                "base_url",
+                "verify_tls",
+                "ca_file",
+                "client_cert",
+                "client_key",
+                "timeout_s",
+                "max_body_bytes",
+            },
+        )
+        base_url = self.string(t, "target", "base_url", required=True)
+        assert base_url is not None
+        if not base_url.startswith(("https://", "http://")):
+            raise self.fail("target.base_url", f"'{base_url}' is not an http(s) URL")
+        timeout = self.number(t, "target", "timeout_s", 10.0)
+        if timeout <= 0:
+            raise self.fail("target.timeout_s", "must be a positive number of seconds")
+        max_body = self.integer(t, "target", "max_body_bytes", 4 * 1024 * 1024)
+        if max_body <= 0:
+            raise self.fail("target.max_body_bytes", "must be a positive integer")
+        return TargetSettings(
+            base_url=base_url.rstrip("/"),
+            verify_tls=self.boolean(t, "target", "verify_tls", True),
+            ca_file=self.existing_file(t, "target", "ca_file"),
+            client_cert=self.existing_file(t, "target", "client_cert"),
+            client_key=self.existing_file(t, "target", "client_key"),
+            timeout_s=timeout,
+            max_body_bytes=max_body,
+        )
+
+    def profile(self, t: dict[str, Any]) -> ProfileSettings:
+        self.only(t, "profile", {"release", "user_id_encoding", "token_scope"})
+        encoding = self.string(t, "profile", "user_id_encoding")
+        if encoding is not None and encoding not in ("base64", "hex"):
+            raise self.fail("profile.user_id_encoding", f"'{encoding}' is not base64 or hex")
+        return ProfileSettings(
+            release=self.string(t, "profile", "release") or "ts33180-r17",
+            user_id_encoding=encoding,
+            token_scope=self.string(t, "profile", "token_scope"),
+        )
+
+    def pics(self, t: dict[str, Any]) -> Pics:
+        self.only(t, "pics", set(_PICS_TYPES))
+        values: dict[str, Any] = {}
+        for name, kind in _PICS_TYPES.items():
+            if name in t:
+                values[name] = (
+                    self.string(t, "pics", name)
+                    if kind is str
+                    else self.boolean(t, "pics", name, False)
+                )
+        return Pics(**values)
+
+    def pixit(self, t: dict[str, Any]) -> Pixit:
+        self.only(
+            t,
+            "pixit",
+            {
+                "kms_uri",
+                "cert_uri",
+                "partner_kms_uris",
+                "unknown_kms_uri",
+                "lookup",
+                "unknown_sip_uri",
+            },
+        )
+        lookup = []
+        raw_lookup = t.get("lookup", [])
+        if not isinstance(raw_lookup, list):
+            raise self.fail("pixit.lookup", "must be an array of {sip_uri, kms_uri} tables")
+        for i, entry in enumerate(raw_lookup):
+            key = f"pixit.lookup[{i}]"
+            if not isinstance(entry, dict):
+                raise self.fail(key, "must be a table with sip_uri and kms_uri")
+            self.only(entry, key, {"sip_uri", "kms_uri"})
+            sip = self.string(entry, key, "sip_uri", required=True)
+            kms = self.string(entry, key, "kms_uri", required=True)
+            assert sip is not None and kms is not None
+            lookup.append(LookupEntry(sip, kms))
+        partners = t.get("partner_kms_uris", [])
+        if not isinstance(partners, list) or not all(isinstance(p, str) for p in partners):
+            raise self.fail("pixit.partner_kms_uris", "must be an array of strings")
+        return Pixit(
+            kms_uri=self.string(t, "pixit", "kms_uri"),
+            cert_uri=self.string(t, "pixit", "cert_uri"),
+            partner_kms_uris=tuple(partners),
+            unknown_kms_uri=self.string(t, "pixit", "unknown_kms_uri") or Pixit.unknown_kms_uri,
+            lookup=tuple(lookup),
+            unknown_sip_uri=self.string(t, "pixit", "unknown_sip_uri") or Pixit.unknown_sip_uri,
+        )
+
+    def users(self, raw: Any, keys: dict[str, Any]) -> tuple[User, ...]:
+        if raw is None:
+            raise self.fail(
+                "users", "missing: give at least one [[users]] entry with uri and token"
+            )
+        if not isinstance(raw, list) or not raw:
+            raise self.fail("users", "must be a non-empty array of [[users]] tables")
+        users = []
+        for i, entry in enumerate(raw):
+            key = f"users[{i}]"
+            if not isinstance(entry, dict):
+                raise self.fail(key, "must be a table")
+            self.only(
+                entry,
+                key,
+                {
+                    "uri",
+                    "token",
+                    "token_env",
+                    "token_command",
+                    "trk_id",
+                    "trk",
+                    "trk_env",
+                    "ink_id",
+                    "ink",
+                    "ink_env",
+                },
+            )
+            uri = self.string(entry, key, "uri", required=True)
+            assert uri is not None
+            token = self.secret_text(entry, key, "token")
+            # [keys] describes the UE under test: it fills in what the first user leaves out.
+            source = {**keys, **entry} if i == 0 else entry
+            users.append(
+                User(
+                    uri=uri,
+                    token=token,
+                    trk=self.symmetric_key(source, key, "trk"),
+                    ink=self.symmetric_key(source, key, "ink"),
+                )
+            )
+        return tuple(users)
+
+    def tokens(self, t: dict[str, Any]) -> NegativeTokens:
+        names = ("expired", "wrong_scope", "malformed", "bad_signature")
+        allowed = {n + suffix for n in names for suffix in ("", "_env", "_command")}
+        self.only(t, "tokens", allowed)
+        found = {n: self.secret_text(t, "tokens", n) for n in names}
+        return NegativeTokens(**found)
+
+    # -- typed getters -----------------------------------------------------------
+
+    def table(self, doc: dict[str, Any], name: str, *, required: bool = False) -> dict[str, Any]:
+        value = doc.get(name)
+        if value is None:
+            if required:
+                raise self.fail(f"[{name}]", "missing table")
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(name, "must be a table")
+        return value
+
+    def only(self, table: dict[str, Any], where: str, allowed: set[str]) -> None:
+        for key in table:
+            if key not in allowed:
+                name = f"{where}.{key}" if where else key
+                raise self.fail(name, f"unknown key (known: {', '.join(sorted(allowed))})")
+
+    def string(
+        self, t: dict[str, Any], where: str, key: str, *, required: bool = False
+    ) -> str | None:
+        value = t.get(key)
+        if value is None:
+            if required:
+                raise self.fail(f"{where}.{key}", "missing required value")
+            return None
+        if not isinstance(value, str):
+            raise self.fail(f"{where}.{key}", f"must be a string, not {_kind(value)}")
+        return value
+
+    def boolean(self, t: dict[str, Any], where: str, key: str, default: bool) -> bool:
+        value = t.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(f"{where}.{key}", f"must be true or false, not {_kind(value)}")
+        return value
+
+    def number(self, t: dict[str, Any], where: str, key: str, default: float) -> float:
+        value = t.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(f"{where}.{key}", f"must be a number, not {_kind(value)}")
+        return float(value)
+
+    def integer(self, t: dict[str, Any], where: str, key: str, default: int) -> int:
+        value = t.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(f"{where}.{key}", f"must be an integer, not {_kind(value)}")
+        return value
+
+    def existing_file(self, t: dict[str, Any], where: str, key: str) -> Path | None:
+        value = self.string(t, where, key)
+        if value is None:
+            return None
+        file = Path(value)
+        if not file.is_absolute():
+            file = self.path.parent / file
+        if not file.is_file():
+            raise self.fail(f"{where}.{key}", f"file not found: {file}")
+        return file
+
+    def secret_text(self, t: dict[str, Any], where: str, key: str) -> Secret | None:
+        raw = self.secret_source(t, where, key)
+        return None if raw is None else Secret(raw.strip().encode("utf-8"))
+
+    def secret_source(self, t: dict[str, Any], where: str, key: str) -> str | None:
+        given = [k for k in (key, f"{key}_env", f"{key}_command") if k in t]
+        if len(given) > 1:
+            raise self.fail(f"{where}.{key}", f"give only one of {', '.join(given)}")
+        if key in t:
+            return self.string(t, where, key)
+        if f"{key}_env" in t:
+            var = self.string(t, where, f"{key}_env")
+            assert var is not None
+            if var not in self.env:
+                raise self.fail(f"{where}.{key}_env", f"environment variable {var} is not set")
+            return self.env[var]
+        if f"{key}_command" in t:
+            return self.run_command(
+                f"{where}.{key}_command", self.string(t, where, f"{key}_command")
+            )
+        return None
+
+    def run_command(self, key: str, command: str | None) -> str:
+        assert command is not None
+        try:
+            done = subprocess.run(
+                command, shell=True, capture_output=True, text=True, timeout=30, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise self.fail(key, f"command failed: {exc}") from None
+        if done.returncode != 0:
+            raise self.fail(key, f"command exited with status {done.returncode}")
+        return done.stdout
+
+    def symmetric_key(self, t: dict[str, Any], where: str, name: str) -> SymmetricKey | None:
+        key_id_text = self.string(t, where, f"{name}_id")
+        key_hex = self.secret_source(t, where, name)
+        if key_id_text is None and key_hex is None:
+            return None
+        if key_id_text is None or key_hex is None:
+            missing = f"{name}_id" if key_id_text is None else name
+            raise self.fail(f"{where}.{missing}", f"missing: {name} and {name}_id go together")
+        try:
+            key_id = base64.b64decode(key_id_text, validate=True)
+        except (binascii.Error, ValueError):
+            raise self.fail(f"{where}.{name}_id", "not valid base64") from None
+        if not 1 <= len(key_id) <= 64:
+            raise self.fail(f"{where}.{name}_id", "must decode to 1..64 octets")
+        try:
+            key = bytes.fromhex(key_hex.strip())
+        except ValueError:
+            raise self.fail(f"{where}.{name}", "not valid hex") from None
+        if len(key) not in (16, 24, 32):
+            raise self.fail(f"{where}.{name}", f"must be 16, 24 or 32 octets, not {len(key)}")
+        return SymmetricKey(key_id, Secret(key))
+
+
+_PICS_TYPES: dict[str, type] = {
+    "cert": bool,
+    "lookup": bool,
+    "redirect": bool,
+    "encryption": str,
+    "signing": bool,
+    "ink": bool,
+    "request_signing": bool,
+    "certcache_incremental": bool,
+    "tk_ik_delivery": bool,
+}
+
+
+def _kind(value: object) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
