@@ -88,8 +88,7 @@ def _delegate_to_refkms(args: argparse.Namespace) -> int:
 
 def _not_yet(args: argparse.Namespace) -> int:
     print(
-        f"kms-conformance {args.command}: not implemented yet in this build "
-        "(see the open issues)",
+        f"kms-conformance {args.command}: not implemented yet in this build (see the open issues)",
         file=sys.stderr,
     )
     return EXIT_CONFIG
