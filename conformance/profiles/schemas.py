@@ -8,6 +8,7 @@ here, so a peer schema and ours are judged against the same imported vocabularie
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Final
 
@@ -18,6 +19,8 @@ SCHEMA_DIR: Final = Path(__file__).resolve().parents[2] / "schemas"
 XMLDSIG_NS: Final = "http://www.w3.org/2000/09/xmldsig#"
 XENC_NS: Final = "http://www.w3.org/2001/04/xmlenc#"
 KRR_NS: Final = "urn:3gpp:ns:mcsecKMSKRR:1.0"
+# Stands in for the target namespace in XSDs whose namespace a profile chooses.
+NAMESPACE_PLACEHOLDER: Final = "urn:kms-conformance:profile-namespace"
 
 
 def import_locations() -> dict[str, str]:
@@ -51,3 +54,18 @@ def compile_offline(source: Path | str, base_url: Path | None = None) -> xmlsche
         allow="local",
         defuse="always",
     )
+
+
+@lru_cache(maxsize=32)
+def compile_profile_schema(schema_file: str, namespace: str | None = None) -> xmlschema.XMLSchema:
+    """Compile ``SCHEMA_DIR/schema_file`` once per process, per target namespace.
+
+    A schema whose text holds ``NAMESPACE_PLACEHOLDER`` (rel13-legacy) gets ``namespace``
+    written in its place before compiling, because Rel-13 KMSs each used their own
+    namespace (spec/sources.md section 3, row 1) and XSD has no namespace parameter.
+    """
+    path = SCHEMA_DIR / schema_file
+    if namespace is None:
+        return compile_offline(path)
+    text = path.read_text(encoding="utf-8").replace(NAMESPACE_PLACEHOLDER, namespace)
+    return compile_offline(text, base_url=path.parent)
