@@ -131,7 +131,7 @@ def validate_signing_keys(kpak: bytes, uid: bytes, ssk: bytes, pvt: bytes) -> bo
     return _same_point(_multiply_base(secret), expected)
 
 
-def sign(
+def sign(  # noqa: PLR0917 - positional j is part of the crypto-layer contract
     message: bytes, uid: bytes, kpak: bytes, ssk: bytes, pvt: bytes, j: int | None = None
 ) -> bytes:
     """ECCSI signature r || s || PVT (129 octets) of ``message`` (RFC 6507 section 5.2.1).
@@ -261,10 +261,10 @@ def _same_point(first: Jacobian, second: Jacobian) -> bool:
     x1, y1, z1 = first
     x2, y2, z2 = second
     if z1 == 0 or z2 == 0:
-        return z1 == 0 and z2 == 0
+        return bool(z1 == 0 and z2 == 0)
     z1z1 = z1 * z1 % P
     z2z2 = z2 * z2 % P
-    return (x1 * z2z2 - x2 * z1z1) % P == 0 and (y1 * z2z2 * z2 - y2 * z1z1 * z1) % P == 0
+    return bool((x1 * z2z2 - x2 * z1z1) % P == 0 and (y1 * z2z2 * z2 - y2 * z1z1 * z1) % P == 0)
 
 
 def _double(point: Jacobian) -> Jacobian:

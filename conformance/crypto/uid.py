@@ -53,7 +53,9 @@ def encode_user_id(uid: bytes, encoding: str = "base64") -> str:
         return base64.b64encode(uid).decode("ascii")
     if encoding == "hex":
         return bytes(uid).hex()
-    raise UnsupportedAlgorithm(f"unknown UserID encoding {encoding!r}; use one of {USER_ID_ENCODINGS}")
+    raise UnsupportedAlgorithm(
+        f"unknown UserID encoding {encoding!r}; use one of {USER_ID_ENCODINGS}"
+    )
 
 
 def decode_user_id(text: str) -> bytes:
