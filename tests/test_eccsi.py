@@ -325,6 +325,17 @@ def test_non_octet_message_is_rejected() -> None:
 
 # --- Properties ----------------------------------------------------------------------------
 
+
+@given(data=st.binary(max_size=70) | st.binary(min_size=64, max_size=64).map(b"\x04".__add__))
+def test_decode_point_gives_a_curve_point_or_a_package_error(data: bytes) -> None:
+    try:
+        x, y = decode_point(data)
+    except CryptoError:
+        assert not validate_public_auth_key(data)
+        return
+    assert encode_point((x, y)) == data
+
+
 SCALARS = st.integers(1, Q - 1)
 
 

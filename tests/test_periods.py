@@ -176,3 +176,12 @@ def test_ntp_seconds_round_trip(seconds: int) -> None:
 def test_instant_lies_in_its_key_period(instant: datetime, period: int, offset: int) -> None:
     number = key_period_no(instant, period, offset)
     assert period_start(number, period, offset) <= instant < period_end(number, period, offset)
+
+
+@given(segment=st.text(max_size=20))
+def test_decode_ntp_time_gives_seconds_or_invalid_encoding(segment: str) -> None:
+    try:
+        seconds = decode_ntp_time(segment)
+    except InvalidEncoding:
+        return
+    assert 0 <= seconds < 2**32

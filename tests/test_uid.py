@@ -161,3 +161,12 @@ def test_uid_is_32_octets_and_round_trips_through_both_encodings(
 def test_every_user_uri_changes_the_uid(user_uri: str) -> None:
     base = ("kms.example.org", 2592000, 0, 1388)
     assert mikey_sakke_uid(user_uri, *base) != mikey_sakke_uid(user_uri + "x", *base)
+
+
+@given(text=st.text(max_size=100))
+def test_decode_user_id_gives_a_uid_or_invalid_encoding(text: str) -> None:
+    try:
+        uid = decode_user_id(text)
+    except InvalidEncoding:
+        return
+    assert len(uid) == 32

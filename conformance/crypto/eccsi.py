@@ -412,4 +412,5 @@ def _base_table() -> list[list[Affine]]:
     return table
 
 
+# Built last because it needs encode_point and its on-curve check.
 _G_OCTETS = encode_point(G)

@@ -84,7 +84,8 @@ def decode_ntp_time(segment: str) -> int:
 def _ntp_seconds_and_microseconds(instant: datetime) -> tuple[int, int]:
     if not isinstance(instant, datetime):
         raise InvalidEncoding(f"expected a datetime, got {type(instant).__name__}")
-    aware = instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
+    # utcoffset() rather than tzinfo: a tzinfo that returns no offset still means naive.
+    aware = instant if instant.utcoffset() is not None else instant.replace(tzinfo=UTC)
     # timedelta arithmetic is exact; float timestamps would round near period boundaries.
     elapsed = aware - NTP_EPOCH
     return elapsed.days * 86400 + elapsed.seconds, elapsed.microseconds
