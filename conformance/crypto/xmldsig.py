@@ -17,6 +17,10 @@ Public API::
          hmac_output_length=None) -> ds:Signature element
     verify(signature_element, key) -> VerificationResult
     signature_covers(result, element) -> bool
+    canonical_subset(element, *, with_comments) -> bytes
+
+Helpers shared with ``xmlenc``: ``key_info_with_key_name``, ``key_name_of``,
+``encode_base64``, ``decode_base64``, ``append_text_before``.
 
 ``sign`` puts the ``ds:Signature`` into the tree first and then computes it, because the
 canonical form of ``SignedInfo`` depends on the namespaces and ``xml:*`` attributes in
@@ -222,6 +226,20 @@ def key_name_of(parent: etree._Element) -> str | None:
     if key_name is None:
         return None
     return (key_name.text or "").strip()
+
+
+def append_text_before(node: etree._Element, text: str | None) -> None:
+    """Add ``text`` to the document text just before ``node`` (its sibling's tail or its
+    parent's text), so it survives when ``node`` is removed or replaced."""
+    if not text:
+        return
+    previous = node.getprevious()
+    if previous is not None:
+        previous.tail = (previous.tail or "") + text
+        return
+    parent = node.getparent()
+    if parent is not None:
+        parent.text = (parent.text or "") + text
 
 
 def encode_base64(data: bytes) -> str:
@@ -506,12 +524,7 @@ def _remove_at(root: etree._Element, path: list[int] | None) -> None:
     parent = node.getparent()
     assert parent is not None
     # The text after the removed element is a sibling node the transform keeps.
-    if node.tail:
-        previous = node.getprevious()
-        if previous is not None:
-            previous.tail = (previous.tail or "") + node.tail
-        else:
-            parent.text = (parent.text or "") + node.tail
+    append_text_before(node, node.tail)
     parent.remove(node)
 
 
