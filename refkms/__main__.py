@@ -1,0 +1,65 @@
+"""``python -m refkms serve|faults``: the flags of DESIGN.md section 5, used by the harness CLI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from refkms.faults import ActiveFaults, catalogue_json, catalogue_text, fault_names
+from refkms.profiles import DEFAULT_PROFILE, PROFILES
+
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m refkms", description="The reference KMS.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the reference KMS on loopback")
+    serve.add_argument("--port", type=int, default=0)
+    serve.add_argument("--http", action="store_true", help="plain HTTP, for debugging")
+    serve.add_argument("--profile", default=DEFAULT_PROFILE)
+    serve.add_argument("--fault", action="append", default=[], metavar="NAME")
+    serve.add_argument("--config", metavar="FILE")
+    serve.add_argument("--state", metavar="DIR")
+    faults = sub.add_parser("faults", help="list the fault catalogue")
+    faults.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if args.command == "faults":
+        print(catalogue_json() if args.json else catalogue_text())
+        return 0
+    return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    # Imported here so that "faults" answers without loading the crypto layer.
+    from refkms.config import ConfigError, load_config
+    from refkms.domain import Domain
+    from refkms.server import run_forever
+    from refkms.state import StateDir
+
+    unknown = [name for name in args.fault if name not in fault_names()]
+    if unknown:
+        return _usage(f"unknown fault {unknown[0]!r}; known faults: {', '.join(fault_names())}")
+    if args.profile not in PROFILES:
+        return _usage(f"unknown profile {args.profile!r}; known profiles: {', '.join(PROFILES)}")
+    try:
+        config = load_config(Path(args.config) if args.config else None)
+    except ConfigError as exc:
+        return _usage(f"bad configuration: {exc}")
+    state_path = Path(args.state) if args.state else Path(tempfile.mkdtemp(prefix="refkms-"))
+    print(f"refkms: state directory {state_path.resolve()}", flush=True)
+    state = StateDir(state_path)
+    domain = Domain(config, PROFILES[args.profile], ActiveFaults(args.fault), state)
+    return run_forever(domain, state, args.port, use_tls=not args.http)
+
+
+def _usage(message: str) -> int:
+    print(f"refkms: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""The security domain the reference KMS serves, assembled from config, state and profile."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from conformance.crypto import eccsi, sakke
+from refkms.config import KmsConfig
+from refkms.faults import ActiveFaults
+from refkms.keys import KeyIssuer
+from refkms.profiles import Profile
+from refkms.state import DomainSecrets, MasterSecrets, StateDir
+from refkms.tokens import TokenAuthority, TokenPolicy
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """One KmsCertificate (D.3.2) before it becomes XML."""
+
+    role: str
+    cert_uri: str
+    kms_uri: str
+    issuer: str
+    valid_from: str
+    valid_to: str
+    user_key_period: int
+    user_key_offset: int
+    pub_enc_key: bytes
+    pub_auth_key: bytes
+    kms_domain_list: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class User:
+    uri: str
+    trk_id: bytes
+    trk: bytes
+    ink_id: bytes | None
+    ink: bytes | None
+    next_trk_id: bytes
+    next_trk: bytes
+    next_ink_id: bytes | None
+    next_ink: bytes | None
+
+
+class Domain:
+    def __init__(
+        self, config: KmsConfig, profile: Profile, faults: ActiveFaults, state: StateDir
+    ) -> None:
+        self.config = config
+        self.profile = profile
+        self.faults = faults
+        secrets = state.domain_secrets(config)
+        self.master = secrets.own
+        self.own_certificate = self.certificate_for(
+            "Root", config.cert_uri, config.kms_uri, secrets.own
+        )
+        self.partner_certificates = tuple(
+            self.certificate_for("External", p.cert_uri, p.kms_uri, secrets.partners[p.kms_uri])
+            for p in config.partners
+        )
+        self.users = _users(config, secrets)
+        self.lookup = dict(config.lookup)
+        self.issuer = KeyIssuer(
+            kms_uri=config.kms_uri,
+            period=config.user_key_period,
+            offset=config.user_key_offset,
+            master=secrets.own,
+            faults=faults,
+            fixed_v=config.eccsi_fixed_v,
+            other_users=tuple(self.users),
+        )
+        self.tokens = TokenAuthority(
+            state.token_key(), config.token_issuer, config.kms_uri, self.clock
+        )
+        self.token_policy = TokenPolicy(
+            accepted_scopes=profile.accepted_scopes,
+            accept_expired=faults.on("auth-expired-token-accepted"),
+            accept_bad_signature=faults.on("auth-bad-signature-accepted"),
+            accept_wrong_scope=faults.on("auth-wrong-scope-accepted"),
+        )
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        fixed = self.config.clock
+        if fixed is not None:
+            aware = fixed if fixed.tzinfo is not None else fixed.replace(tzinfo=UTC)
+            return lambda: aware
+        return lambda: datetime.now(UTC).replace(microsecond=0)
+
+    def certificate_for(
+        self, role: str, cert_uri: str, kms_uri: str, master: MasterSecrets
+    ) -> Certificate:
+        return Certificate(
+            role=role,
+            cert_uri=cert_uri,
+            kms_uri=kms_uri,
+            issuer=self.config.issuer,
+            valid_from=self.config.cert_valid_from,
+            valid_to=self.config.cert_valid_to,
+            user_key_period=self.config.user_key_period,
+            user_key_offset=self.config.user_key_offset,
+            pub_enc_key=sakke.public_key_from_master(master.z_master),
+            pub_auth_key=eccsi.kpak_from_ksak(master.ksak),
+            kms_domain_list=self.config.kms_domain_list,
+        )
+
+    def other_user(self, user_uri: str) -> str:
+        """Another configured user than ``user_uri``: what the "other user" faults name."""
+        return next((uri for uri in self.users if uri != user_uri), user_uri)
+
+
+def _users(config: KmsConfig, secrets: DomainSecrets) -> dict[str, User]:
+    users: dict[str, User] = {}
+    for entry in config.users:
+        keys = secrets.users[entry.uri]
+        users[entry.uri] = User(
+            uri=entry.uri,
+            trk_id=entry.trk_id,
+            trk=keys.trk,
+            ink_id=entry.ink_id,
+            ink=keys.ink,
+            next_trk_id=_next_id(entry.trk_id),
+            next_trk=keys.next_trk,
+            next_ink_id=_next_id(entry.ink_id) if entry.ink_id is not None else None,
+            next_ink=keys.next_ink,
+        )
+    return users
+
+
+def _next_id(key_id: bytes) -> bytes:
+    return (key_id + b".next")[-64:]

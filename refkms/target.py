@@ -1,0 +1,107 @@
+"""target.toml: the complete target description of a running reference KMS (DESIGN.md 4).
+
+Written with a small TOML writer of its own (the standard library only reads TOML).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+from refkms.domain import Domain, User
+from refkms.files import write_atomically
+from refkms.profiles import TOKEN_SCOPE
+
+UNKNOWN_KMS_URI = "kms.unknown.example"
+UNKNOWN_SIP_URI = "sip:nobody@unknown.example"
+RESPONSE_BODY_CAP = 4 * 1024 * 1024
+ALLOWED_SKEW_S = 300
+
+
+def target_description(domain: Domain, base_url: str, ca_file: Path | None) -> dict[str, Any]:
+    config, policy = domain.config, domain.config.protection
+    users = list(domain.users.values())
+    first = users[0]
+    target: dict[str, Any] = {"base_url": base_url, "verify_tls": ca_file is not None}
+    if ca_file is not None:
+        target["ca_file"] = str(ca_file.resolve())
+    target |= {"timeout_s": 10.0, "max_body_bytes": RESPONSE_BODY_CAP}
+    return {
+        "target": target,
+        "profile": {
+            "release": domain.profile.name,
+            "user_id_encoding": config.user_id_encoding,
+            "token_scope": TOKEN_SCOPE,
+        },
+        "pics": {
+            "cert": True,
+            "lookup": domain.profile.lookup,
+            "redirect": True,
+            "encryption": policy.encryption,
+            "signing": policy.signing,
+            "ink": first.ink is not None,
+            "request_signing": True,
+            "certcache_incremental": True,
+            "tk_ik_delivery": policy.rotate_trk or policy.rotate_ink,
+        },
+        "pixit": {
+            "kms_uri": config.kms_uri,
+            "cert_uri": config.cert_uri,
+            "partner_kms_uris": [c.kms_uri for c in domain.partner_certificates],
+            "unknown_kms_uri": UNKNOWN_KMS_URI,
+            "lookup": [{"sip_uri": sip, "kms_uri": kms} for sip, kms in config.lookup],
+            "unknown_sip_uri": UNKNOWN_SIP_URI,
+        },
+        "users": [
+            {"uri": user.uri, "token": domain.tokens.mint(user.uri, TOKEN_SCOPE)} | _keys(user)
+            for user in users
+        ],
+        "keys": _keys(first),
+        "tokens": domain.tokens.mint_negative_cases(first.uri, TOKEN_SCOPE),
+        "clock": {"allowed_skew_s": ALLOWED_SKEW_S},
+    }
+
+
+def write_target(path: Path, description: dict[str, Any]) -> None:
+    write_atomically(path, dump_toml(description).encode("utf-8"))
+
+
+def dump_toml(document: dict[str, Any]) -> str:
+    """TOML text of tables (dicts) and arrays of tables (lists of dicts) of plain values."""
+    lines: list[str] = []
+    for name, value in document.items():
+        tables = value if isinstance(value, list) else [value]
+        header = f"[[{name}]]" if isinstance(value, list) else f"[{name}]"
+        for table in tables:
+            lines.append(header)
+            lines.extend(f"{key} = {_value(item)}" for key, item in table.items())
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _keys(user: User) -> dict[str, str]:
+    keys = {"trk_id": _b64(user.trk_id), "trk": user.trk.hex()}
+    if user.ink is not None and user.ink_id is not None:
+        keys |= {"ink_id": _b64(user.ink_id), "ink": user.ink.hex()}
+    return keys
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        # A JSON string is a valid TOML basic string for the characters used here.
+        return json.dumps(value, ensure_ascii=True)
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"no TOML form for {type(value).__name__}")
