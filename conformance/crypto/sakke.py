@@ -99,7 +99,7 @@ def encode_point(point: Point) -> bytes:
 def public_key_from_master(z_master: int) -> bytes:
     """The KMS public key Z = [z]P (``PubEncKey``) for master secret z in [2, q - 1]."""
     z_master = _require_scalar(z_master, "master secret z")
-    return encode_point(_to_affine(_multiply_base(z_master)))
+    return encode_point(_affine_or_raise(_multiply_base(z_master)))
 
 
 def validate_public_key(z: bytes) -> bool:
@@ -116,7 +116,7 @@ def issue_rsk(z_master: int, uid: bytes) -> bytes:
     if (a + z_master) % Q == 0:
         raise CryptoError("a + z = 0 mod q: no RSK exists for this identifier")
     exponent = pow(a + z_master, -1, Q)
-    return encode_point(_to_affine(_multiply_base(exponent)))
+    return encode_point(_affine_or_raise(_multiply_base(exponent)))
 
 
 def validate_rsk(z: bytes, uid: bytes, rsk: bytes) -> bool:
@@ -238,10 +238,9 @@ def _require_on_curve(point: Point) -> None:
 def _public_key_is_valid(z: bytes) -> bool:
     # A run checks every key set of a KMS against the same Z, so the [q]Z check is cached.
     try:
-        point = decode_point(z)
+        return bool(_multiply(_q, decode_point(z))[2] % _p == 0)
     except CryptoError:
         return False
-    return _multiply(_q, point)[2] % _p == 0
 
 
 def _receiver_point(r: int, b: int, z_point: Point) -> Point:
@@ -280,6 +279,13 @@ def _pf_power(value: int, exponent: int) -> int:
 
 
 # --- point arithmetic (Jacobian, a = -3) ------------------------------------------------
+
+
+def _affine_or_raise(point: _Jacobian) -> Point:
+    affine = _to_affine(point)
+    if affine is None:
+        raise InvalidPoint("the result is the point at infinity")
+    return affine
 
 
 def _to_affine(point: _Jacobian) -> Point | None:
