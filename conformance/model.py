@@ -54,6 +54,7 @@ class KeyContent(Node):
 
     text: str = ""
     encrypted_key: Element | None = None
+    plaintext: bytes | None = None  # set by the security step once an EncryptedKey is opened
 
 
 @dataclass

@@ -1,0 +1,28 @@
+"""Named checks, one small function each, mirroring TS 33.180 Annex D.
+
+Importing this package registers every check in ``REGISTRY``.
+"""
+
+from conformance.checks import keyset  # registers its checks
+from conformance.checks.base import (
+    REGISTRY,
+    CheckContext,
+    CheckSpec,
+    Finding,
+    HarnessError,
+    HttpFacts,
+    check,
+    run_check,
+)
+
+__all__ = [
+    "REGISTRY",
+    "CheckContext",
+    "CheckSpec",
+    "Finding",
+    "HarnessError",
+    "HttpFacts",
+    "check",
+    "keyset",
+    "run_check",
+]

@@ -1,0 +1,520 @@
+"""Key-set checks: TS 33.180 D.3.3 (KmsKeySet), Annex F (UID), RFC 6507 and RFC 6508.
+
+Each check looks at every ``KmsKeySet`` of the response's ``KmsKeyProv`` and reports the
+first key set that breaks its rule. Keys are validated against the public keys of the
+Root certificate from KMS Initialize (``CheckContext.init_certificate``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable
+from datetime import datetime
+
+from conformance.checks.base import (
+    CheckContext,
+    Finding,
+    check,
+    ok,
+    shorten,
+    skipped,
+    violation,
+)
+from conformance.checks.values import hex_octets, parse_datetime, parse_int
+from conformance.crypto import CryptoError, eccsi, periods, sakke, uid
+from conformance.model import KEY_ELEMENTS, KMS_NS, KmsKeyProv, KmsKeySet
+from conformance.verdicts import Strength
+
+MANDATORY_FIELDS = ("KmsUri", "UserUri", "UserID", "KeyPeriodNo")
+KEY_CONTENT_TYPES = ("KeyContentType", "EncKeyContentType")
+SSK_OCTETS = 32
+PVT_OCTETS = 65
+RSK_OCTETS = 257
+LEGACY = " (legacy bug, kms-interface.md 14.3)"
+
+
+@check("keyprov.key-set-present", reqs=("REQ-090",), clause="D.3.1")
+def key_set_present(ctx: CheckContext) -> Finding:
+    """KmsKeyProv carries at least one KmsKeySet."""
+    prov = _key_prov(ctx)
+    if prov is None:
+        return violation("no KmsKeyProv in the response", "KmsKeyProv", _content_name(ctx))
+    if not prov.key_sets:
+        return violation("KmsKeyProv carries no KmsKeySet", ">= 1 KmsKeySet", "0")
+    return ok(f"{len(prov.key_sets)} key set(s) provisioned")
+
+
+@check("keyset.mandatory-fields", reqs=("REQ-092",), clause="D.3.3.2")
+def mandatory_fields(ctx: CheckContext) -> Finding:
+    """Every key set has KmsUri, UserUri, UserID, KeyPeriodNo and the three keys."""
+
+    def rule(key_set: KmsKeySet) -> str | None:
+        missing = [f for f in MANDATORY_FIELDS if f not in key_set.fields]
+        missing += [k for k in KEY_ELEMENTS if k not in key_set.keys]
+        return f"missing {', '.join(missing)}" if missing else None
+
+    return _each(ctx, rule, "all mandatory fields present")
+
+
+@check("keyset.versions", reqs=("REQ-091",), clause="D.3.5.1 schema")
+def versions(ctx: CheckContext) -> Finding:
+    """KmsKeyProv/@Version is 1.0.0 and KmsKeySet/@Version 1.1.0 (absent means the fixed value)."""
+    prov = _key_prov(ctx)
+    if prov is None:
+        return skipped("no KmsKeyProv")
+    want_prov = ctx.profile.expected_versions.get("KmsKeyProv", "1.0.0")
+    got = prov.attr("Version")
+    if got is not None and got != want_prov:
+        return violation("KmsKeyProv has the wrong Version", want_prov, got)
+    want_set = ctx.profile.expected_versions.get("KmsKeySet", "1.1.0")
+
+    def rule(key_set: KmsKeySet) -> str | None:
+        value = key_set.attr("Version")
+        return None if value in (None, want_set) else f"Version {value}, expected {want_set}"
+
+    return _each(ctx, rule, "versions as fixed by the schema")
+
+
+@check("keyset.kms-uri", reqs=("REQ-093",), clause="D.3.3.2")
+def kms_uri_matches_certificate(ctx: CheckContext) -> Finding:
+    """Key-set KmsUri equals the KmsUri of the Root certificate."""
+    cert_uri = ctx.init_certificate.kms_uri if ctx.init_certificate else None
+    if cert_uri is None:
+        return skipped("no Root certificate from KMS Initialize to compare with")
+    return _each_field_equals(ctx, "KmsUri", cert_uri)
+
+
+@check("keyset.cert-uri", reqs=("REQ-093",), clause="D.3.3.2")
+def cert_uri_matches_certificate(ctx: CheckContext) -> Finding:
+    """Key-set CertUri, when present, equals the Root certificate's CertUri."""
+    if ctx.init_certificate is None:
+        return skipped("no Root certificate from KMS Initialize to compare with")
+    cert_uri = ctx.init_certificate.get("CertUri")
+
+    def rule(key_set: KmsKeySet) -> str | None:
+        value = key_set.get("CertUri")
+        if value is None or value == cert_uri:
+            return None
+        return f"CertUri {shorten(value)} but the Root certificate has {shorten(cert_uri)}"
+
+    return _each(ctx, rule, "CertUri consistent with the Root certificate")
+
+
+@check("keyset.user-uri", reqs=("REQ-094",), clause="D.3.3.2")
+def user_uri(ctx: CheckContext) -> Finding:
+    """Key-set UserUri is the identity that was provisioned."""
+    if ctx.expected_user_uri is None:
+        return skipped("the case names no expected user identity")
+    return _each_field_equals(ctx, "UserUri", ctx.expected_user_uri)
+
+
+@check("keyset.key-period-current", reqs=("REQ-095",), clause="Annex F, D.3.1", inferred=True)
+def key_period_current(ctx: CheckContext) -> Finding:
+    """A plain keyprov provisions the key period of the request time (+-1 near a boundary)."""
+    if ctx.request_instant is None:
+        return skipped("no request time recorded")
+    parameters = _period_parameters(ctx)
+    if isinstance(parameters, Finding):
+        return parameters
+    period, offset = parameters
+    instant = ctx.request_instant
+    current = periods.key_period_no(instant, period, offset)
+    numbers = _period_numbers(ctx)
+    if isinstance(numbers, Finding):
+        return numbers
+    if current in numbers:
+        return ok(f"KeyPeriodNo {current} is the current period", str(current), str(numbers))
+    near = {
+        periods.key_period_no(periods.ntp_seconds(instant) + d, period, offset) for d in (-60, 60)
+    }
+    if near & set(numbers):
+        return ok("KeyPeriodNo is the adjacent period at a period boundary", str(current))
+    hint = _epoch_hint(instant, period, offset, numbers)
+    return violation(
+        f"no key set for the current key period {current}{hint}", str(current), str(numbers)
+    )
+
+
+@check("keyset.key-period-requested", reqs=("REQ-096", "REQ-007", "REQ-008"), clause="D.2")
+def key_period_requested(ctx: CheckContext) -> Finding:
+    """A time-specific keyprov provisions the period containing that NTP time."""
+    if ctx.requested_ntp is None:
+        return skipped("the request named no time")
+    parameters = _period_parameters(ctx)
+    if isinstance(parameters, Finding):
+        return parameters
+    period, offset = parameters
+    wanted = periods.key_period_no(ctx.requested_ntp, period, offset)
+    numbers = _period_numbers(ctx)
+    if isinstance(numbers, Finding):
+        return numbers
+    if wanted in numbers:
+        return ok(f"KeyPeriodNo {wanted} for the requested time", str(wanted), str(numbers))
+    return violation("no key set for the requested time's period", str(wanted), str(numbers))
+
+
+@check("keyset.user-id-encoding", reqs=("REQ-097",), clause="D.3.3.2", strength=Strength.SHOULD)
+def user_id_encoding(ctx: CheckContext) -> Finding:
+    """UserID uses the profile's encoding (base64 by default; hex accepted per profile)."""
+    accepted = ctx.profile.user_id_encodings
+    preferred = ctx.params.get("user_id_encoding") or ctx.profile.user_id_encoding
+
+    def rule(key_set: KmsKeySet) -> str | None:
+        text = key_set.get("UserID")
+        if text is None:
+            return None
+        kind = _user_id_kind(text)
+        if kind is None:
+            return f"UserID {shorten(text)} is neither 64 hex digits nor base64 of 32 octets"
+        if kind not in accepted:
+            return f"UserID is {kind}; the profile accepts {', '.join(accepted)}"
+        if kind != preferred:
+            return f"UserID is {kind}; the profile expects {preferred}"
+        return None
+
+    return _each(ctx, rule, f"UserID encoded as {preferred}")
+
+
+@check("keyset.uid", reqs=("REQ-097", "REQ-098"), clause="Annex F.2.1")
+def uid_matches_annex_f(ctx: CheckContext) -> Finding:
+    """UserID is the Annex F UID of (UserUri, KmsUri, UserKeyPeriod, UserKeyOffset, KeyPeriodNo)."""
+    parameters = _period_parameters(ctx)
+    if isinstance(parameters, Finding):
+        return parameters
+    period, offset = parameters
+
+    def rule(key_set: KmsKeySet) -> str | None:
+        got = _decoded_user_id(key_set)
+        if isinstance(got, str):
+            return got
+        expected = _expected_uid(key_set, period, offset)
+        if isinstance(expected, str):
+            return expected
+        if got == expected:
+            return None
+        diagnosis = _uid_diagnosis(key_set, got, period, offset)
+        return f"UserID {got.hex()} is not the Annex F UID {expected.hex()}{diagnosis}"
+
+    return _each(ctx, rule, "UserID equals the Annex F UID")
+
+
+@check("keyset.xsi-type", reqs=("REQ-103",), clause="D.3.5.1 schema")
+def key_xsi_type(ctx: CheckContext) -> Finding:
+    """Key elements say their concrete type with xsi:type (KeyContentType or EncKeyContentType)."""
+    strict = ctx.profile.require_xsi_type
+
+    def rule(key_set: KmsKeySet) -> str | None:
+        for name, content in key_set.keys.items():
+            declared = content.xsi_type
+            if declared is None:
+                if strict:
+                    return f"{name} has no xsi:type (the schema type is abstract)"
+                continue
+            if declared.local not in KEY_CONTENT_TYPES or declared.namespace != _namespace(ctx):
+                return f"{name} has xsi:type {declared}, not KeyContentType or EncKeyContentType"
+            wants_encrypted = content.encrypted_key is not None
+            if (declared.local == "EncKeyContentType") != wants_encrypted:
+                return f"{name} xsi:type {declared.local} does not match its content"
+        return None
+
+    return _each(ctx, rule, "key elements typed with xsi:type")
+
+
+@check("keyset.ssk-pvt-format", reqs=("REQ-099",), clause="RFC 6507 4.2, 5.1.1")
+def ssk_pvt_format(ctx: CheckContext) -> Finding:
+    """SSK is 32 octets with 0 < SSK < q; PVT is a 65-octet point on P-256."""
+
+    def rule(key_set: KmsKeySet) -> str | None:
+        ssk = _key_octets(key_set, "UserSigningKeySSK")
+        pvt = _key_octets(key_set, "UserPubTokenPVT")
+        for value in (ssk, pvt):
+            if isinstance(value, str):
+                return value
+        assert isinstance(ssk, bytes) and isinstance(pvt, bytes)
+        if len(ssk) != SSK_OCTETS or not 0 < int.from_bytes(ssk, "big") < eccsi.Q:
+            return f"UserSigningKeySSK is not a scalar in (0, q) of 32 octets ({len(ssk)} octets)"
+        if not eccsi.validate_public_auth_key(pvt):
+            return f"UserPubTokenPVT is not a P-256 point in 04||x||y form ({len(pvt)} octets)"
+        return None
+
+    return _each(ctx, rule, "SSK and PVT well formed")
+
+
+@check("keyset.eccsi", reqs=("REQ-100",), clause="RFC 6507 5.1.2")
+def eccsi_keys_validate(ctx: CheckContext) -> Finding:
+    """[SSK]G = KPAK + [HS]PVT with HS = SHA-256(G || KPAK || UID || PVT) and the raw UID."""
+    kpak = _certificate_key(ctx, "PubAuthKey")
+    if isinstance(kpak, Finding):
+        return kpak
+
+    def rule(key_set: KmsKeySet) -> str | None:
+        material = _key_material(key_set, "UserSigningKeySSK", "UserPubTokenPVT")
+        if isinstance(material, str):
+            return material
+        identifier, (ssk, pvt) = material
+        if _signing_keys_valid(kpak, identifier, ssk, pvt):
+            return None
+        if _signing_keys_valid(kpak, identifier.hex().encode("ascii"), ssk, pvt):
+            return (
+                "ECCSI validation fails with the raw UID; it passes with the ASCII-hex UID" + LEGACY
+            )
+        return "ECCSI validation fails: [SSK]G != KPAK + [HS]PVT for the certificate's PubAuthKey"
+
+    return _each(ctx, rule, "SSK/PVT validate against PubAuthKey")
+
+
+@check("keyset.rsk-format", reqs=("REQ-101",), clause="RFC 6508 6.1.1")
+def rsk_format(ctx: CheckContext) -> Finding:
+    """UserDecryptKey is a 257-octet point on the SAKKE curve."""
+
+    def rule(key_set: KmsKeySet) -> str | None:
+        rsk = _key_octets(key_set, "UserDecryptKey")
+        if isinstance(rsk, str):
+            return rsk
+        try:
+            sakke.decode_point(rsk)
+        except CryptoError as exc:
+            return f"UserDecryptKey ({len(rsk)} octets) is not a SAKKE point: {exc}"
+        return None
+
+    return _each(ctx, rule, "RSK is a point on the SAKKE curve")
+
+
+@check("keyset.sakke", reqs=("REQ-102",), clause="RFC 6508 6.1.2")
+def sakke_rsk_validates(ctx: CheckContext) -> Finding:
+    """<RSK, [UID]P + Z_T> = g for the certificate's PubEncKey and the raw UID."""
+    z = _certificate_key(ctx, "PubEncKey")
+    if isinstance(z, Finding):
+        return z
+
+    def rule(key_set: KmsKeySet) -> str | None:
+        material = _key_material(key_set, "UserDecryptKey")
+        if isinstance(material, str):
+            return material
+        identifier, (rsk,) = material
+        if _rsk_valid(z, identifier, rsk):
+            return None
+        if _rsk_valid(z, identifier.hex().encode("ascii"), rsk):
+            return (
+                "RSK validation fails with the raw UID; it passes with the ASCII-hex UID" + LEGACY
+            )
+        return "SAKKE RSK validation fails: <RSK, [UID]P + Z> != g for the certificate's PubEncKey"
+
+    return _each(ctx, rule, "RSK validates against PubEncKey")
+
+
+@check(
+    "keyset.validity", reqs=("REQ-106",), clause="D.3.3.2", strength=Strength.SHOULD, inferred=True
+)
+def validity_brackets_period(ctx: CheckContext) -> Finding:
+    """ValidFrom/ValidTo, when present, bracket the key period of KeyPeriodNo."""
+    parameters = _period_parameters(ctx)
+    if isinstance(parameters, Finding):
+        return parameters
+    period, offset = parameters
+
+    def rule(key_set: KmsKeySet) -> str | None:
+        number = parse_int(key_set.get("KeyPeriodNo"))
+        if number is None:
+            return None
+        start = periods.period_start(number, period, offset)
+        end = periods.period_end(number, period, offset)
+        valid_from = key_set.get("ValidFrom")
+        valid_to = key_set.get("ValidTo")
+        if valid_from is not None:
+            parsed = parse_datetime(valid_from)
+            if parsed is None:
+                return f"ValidFrom {shorten(valid_from)} is not an xsd:dateTime"
+            if parsed > start:
+                return f"ValidFrom {valid_from} is after the period start {_iso(start)}"
+        if valid_to is not None:
+            parsed = parse_datetime(valid_to)
+            if parsed is None:
+                return f"ValidTo {shorten(valid_to)} is not an xsd:dateTime"
+            if (end - parsed).total_seconds() > 1:
+                return f"ValidTo {valid_to} is before the period end {_iso(end)}"
+        return None
+
+    return _each(ctx, rule, "validity brackets the key period")
+
+
+@check("keyset.not-revoked", reqs=("REQ-107",), clause="D.3.3.2", strength=Strength.SHOULD)
+def not_revoked(ctx: CheckContext) -> Finding:
+    """Revoked, when present, is false for a freshly provisioned key set."""
+
+    def rule(key_set: KmsKeySet) -> str | None:
+        value = key_set.get("Revoked")
+        if value is None or value in ("false", "0"):
+            return None
+        return f"Revoked is {shorten(value)}"
+
+    return _each(ctx, rule, "no key set revoked")
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def _key_prov(ctx: CheckContext) -> KmsKeyProv | None:
+    message = ctx.response.kms_message if ctx.response else None
+    content = message.content if message else None
+    return content if isinstance(content, KmsKeyProv) else None
+
+
+def _content_name(ctx: CheckContext) -> str:
+    message = ctx.response.kms_message if ctx.response else None
+    if message is None:
+        return "no KmsMessage"
+    return ", ".join(c.local for c in message.children) or "empty KmsMessage"
+
+
+def _namespace(ctx: CheckContext) -> str:
+    return ctx.response.namespace if ctx.response else KMS_NS
+
+
+def _each(ctx: CheckContext, rule: Callable[[KmsKeySet], str | None], summary: str) -> Finding:
+    prov = _key_prov(ctx)
+    if prov is None or not prov.key_sets:
+        return skipped("no key set to check")
+    for index, key_set in enumerate(prov.key_sets, start=1):
+        problem = rule(key_set)
+        if problem is not None:
+            where = f"key set {index}" if len(prov.key_sets) > 1 else "key set"
+            return violation(f"{where}: {problem}", observed=problem)
+    return ok(f"{summary} ({len(prov.key_sets)} key set(s))")
+
+
+def _each_field_equals(ctx: CheckContext, name: str, expected: str) -> Finding:
+    def rule(key_set: KmsKeySet) -> str | None:
+        value = key_set.get(name)
+        if value is None or value == expected:
+            return None
+        return f"{name} is {shorten(value)}, expected {shorten(expected)}"
+
+    found = _each(ctx, rule, f"{name} is {expected}")
+    return (
+        found if found.expected else Finding(found.outcome, found.message, expected, found.observed)
+    )
+
+
+def _period_parameters(ctx: CheckContext) -> tuple[int, int] | Finding:
+    cert = ctx.init_certificate
+    if cert is None:
+        return skipped("no Root certificate from KMS Initialize (key period unknown)")
+    period = parse_int(cert.get("UserKeyPeriod"))
+    offset = parse_int(cert.get("UserKeyOffset"))
+    if period is None or offset is None or period <= 0 or offset < 0:
+        return skipped("the Root certificate's UserKeyPeriod/UserKeyOffset are unusable")
+    return period, offset
+
+
+def _period_numbers(ctx: CheckContext) -> list[int] | Finding:
+    prov = _key_prov(ctx)
+    if prov is None or not prov.key_sets:
+        return skipped("no key set to check")
+    numbers = [parse_int(k.get("KeyPeriodNo")) for k in prov.key_sets]
+    if any(n is None for n in numbers):
+        return violation("KeyPeriodNo missing or not an integer", "integer", str(numbers))
+    return [n for n in numbers if n is not None]
+
+
+def _epoch_hint(instant: datetime, period: int, offset: int, numbers: list[int]) -> str:
+    unix_period = (periods.ntp_seconds(instant) - periods.NTP_UNIX_OFFSET - offset) // period
+    if unix_period in numbers:
+        return " (the KMS counts periods from the Unix epoch, not from NTP 1900)"
+    return ""
+
+
+def _user_id_kind(text: str) -> str | None:
+    compact = "".join(text.split())
+    try:
+        uid.decode_user_id(compact)
+    except CryptoError:
+        return None
+    return "hex" if len(compact) == 64 else "base64"
+
+
+def _decoded_user_id(key_set: KmsKeySet) -> bytes | str:
+    text = key_set.get("UserID")
+    if text is None:
+        return "UserID missing"
+    try:
+        return uid.decode_user_id(text)
+    except CryptoError:
+        return f"UserID {shorten(text)} is neither 64 hex digits nor base64 of 32 octets"
+
+
+def _expected_uid(key_set: KmsKeySet, period: int, offset: int) -> bytes | str:
+    user = key_set.get("UserUri")
+    kms = key_set.get("KmsUri")
+    number = parse_int(key_set.get("KeyPeriodNo"))
+    if user is None or kms is None or number is None:
+        return "UserUri, KmsUri or KeyPeriodNo missing, so the UID cannot be computed"
+    try:
+        return uid.mikey_sakke_uid(user, kms, period, offset, number)
+    except CryptoError as exc:
+        return f"UID cannot be computed: {exc}"
+
+
+def _uid_diagnosis(key_set: KmsKeySet, got: bytes, period: int, offset: int) -> str:
+    user = key_set.get("UserUri") or ""
+    kms = key_set.get("KmsUri") or ""
+    number = parse_int(key_set.get("KeyPeriodNo")) or 0
+    try:
+        s = uid.uid_kdf_input(user, kms, period, offset, number)
+    except CryptoError:
+        return ""
+    if hashlib.sha256(b"0" + s[1:]).digest() == got:
+        return " (S starts with ASCII '0' instead of octet 0x00)"
+    return ""
+
+
+def _key_octets(key_set: KmsKeySet, name: str) -> bytes | str:
+    content = key_set.keys.get(name)
+    if content is None:
+        return f"{name} missing"
+    if content.plaintext is not None:
+        return content.plaintext
+    if content.encrypted_key is not None:
+        return f"{name} is encrypted and was not unwrapped (no TrK, or unwrap failed)"
+    octets = hex_octets(content.text)
+    if octets is None:
+        return f"{name} is not hexBinary ({shorten(content.text, 40)})"
+    return octets
+
+
+def _key_material(key_set: KmsKeySet, *names: str) -> tuple[bytes, tuple[bytes, ...]] | str:
+    identifier = _decoded_user_id(key_set)
+    if isinstance(identifier, str):
+        return identifier
+    values = []
+    for name in names:
+        value = _key_octets(key_set, name)
+        if isinstance(value, str):
+            return value
+        values.append(value)
+    return identifier, tuple(values)
+
+
+def _certificate_key(ctx: CheckContext, name: str) -> bytes | Finding:
+    cert = ctx.init_certificate
+    if cert is None:
+        return skipped(f"no Root certificate from KMS Initialize ({name} unknown)")
+    value = hex_octets(cert.get(name) or "")
+    if value is None:
+        return skipped(f"the Root certificate's {name} is not usable hexBinary")
+    return value
+
+
+@functools.lru_cache(maxsize=4096)
+def _signing_keys_valid(kpak: bytes, identifier: bytes, ssk: bytes, pvt: bytes) -> bool:
+    return eccsi.validate_signing_keys(kpak, identifier, ssk, pvt)
+
+
+@functools.lru_cache(maxsize=4096)
+def _rsk_valid(z: bytes, identifier: bytes, rsk: bytes) -> bool:
+    return sakke.validate_rsk(z, identifier, rsk)
+
+
+def _iso(instant: datetime) -> str:
+    return instant.strftime("%Y-%m-%dT%H:%M:%SZ")
