@@ -1,0 +1,86 @@
+"""Run every benchmark module under both big-integer backends and rewrite bench/RESULTS.md.
+
+A benchmark module is a script in bench/ that prints JSON ``{"backend": str, "results":
+[{"name", "what", "n", "median_ms", "q1_ms", "q3_ms", "min_ms", "max_ms"}]}``; add its
+name to MODULES to plug it in. Each module runs in a fresh subprocess per backend so the
+pure-Python run (KMS_CONFORMANCE_PURE_PYTHON=1) never sees gmpy2.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+MODULES = ("crypto",)
+BACKENDS = {"gmpy2": {}, "python": {"KMS_CONFORMANCE_PURE_PYTHON": "1"}}
+BENCH = Path(__file__).resolve().parent
+COMMAND = "make bench  (= .venv/bin/python bench/run.py)"
+
+
+def main() -> None:
+    sections = [_header()]
+    for module in MODULES:
+        runs = {label: _run_module(module, env) for label, env in BACKENDS.items()}
+        sections.append(_table(module, runs))
+    (BENCH / "RESULTS.md").write_text("\n".join(sections))
+    print((BENCH / "RESULTS.md").read_text())
+
+
+def _run_module(module: str, extra_env: dict[str, str]) -> dict[str, object]:
+    env = {**os.environ, **extra_env}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH.parent), env.get("PYTHONPATH")]))
+    completed = subprocess.run(
+        [sys.executable, str(BENCH / f"{module}.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=BENCH.parent,
+    )
+    result: dict[str, object] = json.loads(completed.stdout)
+    return result
+
+
+def _header() -> str:
+    return "\n".join(
+        [
+            "# Benchmark results",
+            "",
+            f"Command: `{COMMAND}` (rewrites this file).",
+            f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC. "
+            f"Machine: {os.cpu_count()} CPUs (nproc), {platform.machine()}, "
+            f"{platform.python_implementation()} {platform.python_version()}, {platform.system()}.",
+            "Backends: `gmpy2` (default when installed) and `python` (plain int, "
+            "KMS_CONFORMANCE_PURE_PYTHON=1, run in a subprocess).",
+            "Times in milliseconds: median, interquartile range (q1-q3) and min-max over n runs, "
+            "after one untimed warm-up call (lazy tables, cached Z check).",
+            "",
+        ]
+    )
+
+
+def _table(module: str, runs: dict[str, dict[str, object]]) -> str:
+    lines = [
+        f"## {module}",
+        "",
+        "| operation | backend | n | median | q1-q3 | min-max |",
+        "|---|---|---|---|---|---|",
+    ]
+    names = [r["name"] for r in runs["gmpy2"]["results"]]  # type: ignore[index]
+    for name in names:
+        for run in runs.values():
+            row = next(r for r in run["results"] if r["name"] == name)  # type: ignore[attr-defined]
+            lines.append(
+                f"| {row['what']} | {run['backend']} | {row['n']} | {row['median_ms']:.3f} | "
+                f"{row['q1_ms']:.3f}-{row['q3_ms']:.3f} | {row['min_ms']:.3f}-{row['max_ms']:.3f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
