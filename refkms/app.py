@@ -424,5 +424,4 @@ def _plus_two_torsion(z: bytes) -> bytes:
     slope = y * pow(x, -1, sakke.P) % sakke.P
     x3 = (slope * slope - x) % sakke.P
     y3 = (slope * (x - x3) - y) % sakke.P
-    width = (len(z) - 1) // 2
-    return b"\x04" + x3.to_bytes(width, "big") + y3.to_bytes(width, "big")
+    return sakke.encode_point((x3, y3))
