@@ -3,7 +3,7 @@
 Importing this package registers every check in ``REGISTRY``.
 """
 
-from conformance.checks import keyset  # registers its checks
+from conformance.checks import certificate, keyset  # registers their checks
 from conformance.checks.base import (
     REGISTRY,
     CheckContext,
@@ -22,6 +22,7 @@ __all__ = [
     "Finding",
     "HarnessError",
     "HttpFacts",
+    "certificate",
     "check",
     "keyset",
     "run_check",

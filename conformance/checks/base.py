@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from conformance.model import KmsCertificate, KmsResponse
 from conformance.profiles import Profile
 from conformance.target import User
 from conformance.verdicts import CheckResult, Outcome, Strength
+
+_T = TypeVar("_T")
 
 
 class HarnessError(RuntimeError):
@@ -141,6 +143,21 @@ def run_check(name: str, context: CheckContext) -> CheckResult:
         observed=finding.observed,
         inferred=spec.inferred,
     )
+
+
+def message_content(ctx: CheckContext, kind: type[_T]) -> _T | None:
+    """The child of ``KmsMessage`` (after decryption) if it is of the given model type."""
+    message = ctx.response.kms_message if ctx.response else None
+    content = message.content if message else None
+    return content if isinstance(content, kind) else None
+
+
+def content_name(ctx: CheckContext) -> str:
+    """What ``KmsMessage`` holds, for a violation's observed value."""
+    message = ctx.response.kms_message if ctx.response else None
+    if message is None:
+        return "no KmsMessage"
+    return ", ".join(c.local for c in message.children) or "empty KmsMessage"
 
 
 def shorten(value: str | None, limit: int = 80) -> str:

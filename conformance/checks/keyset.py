@@ -16,6 +16,8 @@ from conformance.checks.base import (
     CheckContext,
     Finding,
     check,
+    content_name,
+    message_content,
     ok,
     shorten,
     skipped,
@@ -39,7 +41,7 @@ def key_set_present(ctx: CheckContext) -> Finding:
     """KmsKeyProv carries at least one KmsKeySet."""
     prov = _key_prov(ctx)
     if prov is None:
-        return violation("no KmsKeyProv in the response", "KmsKeyProv", _content_name(ctx))
+        return violation("no KmsKeyProv in the response", "KmsKeyProv", content_name(ctx))
     if not prov.key_sets:
         return violation("KmsKeyProv carries no KmsKeySet", ">= 1 KmsKeySet", "0")
     return ok(f"{len(prov.key_sets)} key set(s) provisioned")
@@ -356,16 +358,7 @@ def not_revoked(ctx: CheckContext) -> Finding:
 
 
 def _key_prov(ctx: CheckContext) -> KmsKeyProv | None:
-    message = ctx.response.kms_message if ctx.response else None
-    content = message.content if message else None
-    return content if isinstance(content, KmsKeyProv) else None
-
-
-def _content_name(ctx: CheckContext) -> str:
-    message = ctx.response.kms_message if ctx.response else None
-    if message is None:
-        return "no KmsMessage"
-    return ", ".join(c.local for c in message.children) or "empty KmsMessage"
+    return message_content(ctx, KmsKeyProv)
 
 
 def _namespace(ctx: CheckContext) -> str:

@@ -1,0 +1,271 @@
+"""KMS certificate checks: TS 33.180 D.3.1 (KmsInit, KmsCertCache) and D.3.2.2.
+
+Init checks look at the Root certificate in ``KmsInit``; cache checks at every
+certificate of ``KmsCertCache``. Public keys are validated with RFC 6507 / RFC 6508.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from conformance.checks.base import (
+    CheckContext,
+    Finding,
+    check,
+    content_name,
+    message_content,
+    ok,
+    shorten,
+    skipped,
+    violation,
+)
+from conformance.checks.values import hex_octets, parse_boolean, parse_datetime, parse_int
+from conformance.crypto import eccsi, sakke
+from conformance.model import KmsCertCache, KmsCertificate, KmsInit
+from conformance.verdicts import Strength
+
+MANDATORY_FIELDS = (
+    "KmsUri",
+    "UserIdFormat",
+    "UserKeyPeriod",
+    "UserKeyOffset",
+    "PubEncKey",
+    "PubAuthKey",
+)
+
+
+@check("init.one-certificate", reqs=("REQ-070",), clause="D.3.1")
+def init_has_one_certificate(ctx: CheckContext) -> Finding:
+    """KmsInit carries exactly one (Signed)KmsCertificate: the KMS's own."""
+    init = message_content(ctx, KmsInit)
+    if init is None:
+        return violation("no KmsInit in the response", "KmsInit", content_name(ctx))
+    count = len(init.certificates)
+    if count != 1:
+        return violation(f"KmsInit carries {count} certificates", "1", str(count))
+    return ok("one certificate in KmsInit")
+
+
+@check("init.role-root", reqs=("REQ-071",), clause="D.3.1", inferred=True)
+def init_role_root(ctx: CheckContext) -> Finding:
+    """The certificate in KmsInit has Role="Root"."""
+    cert = _root(ctx)
+    if cert is None:
+        return skipped("no certificate in KmsInit")
+    if cert.role != "Root":
+        return violation("the KMS's own certificate is not marked Root", "Root", shorten(cert.role))
+    return ok("Role is Root")
+
+
+@check("certificate.mandatory-fields", reqs=("REQ-072",), clause="D.3.2.2")
+def mandatory_fields(ctx: CheckContext) -> Finding:
+    """KmsUri, UserIdFormat, UserKeyPeriod, UserKeyOffset, PubEncKey, PubAuthKey present."""
+
+    def rule(cert: KmsCertificate) -> str | None:
+        missing = [f for f in MANDATORY_FIELDS if f not in cert.fields]
+        return f"missing {', '.join(missing)}" if missing else None
+
+    return _each(ctx, rule, "mandatory certificate fields present")
+
+
+@check("certificate.pub-enc-key", reqs=("REQ-073", "REQ-114"), clause="RFC 6508 2.1, 6.1")
+def pub_enc_key(ctx: CheckContext) -> Finding:
+    """PubEncKey is a SAKKE point 04||x||y on the curve, of order q, not infinity."""
+
+    def rule(cert: KmsCertificate) -> str | None:
+        value = hex_octets(cert.get("PubEncKey"))
+        if value is None:
+            return f"PubEncKey is not hexBinary ({shorten(cert.get('PubEncKey'), 40)})"
+        if not sakke.validate_public_key(value):
+            return f"PubEncKey ({len(value)} octets) is not a SAKKE point of order q"
+        return None
+
+    return _each(ctx, rule, "PubEncKey valid")
+
+
+@check("certificate.pub-auth-key", reqs=("REQ-074", "REQ-114"), clause="RFC 6507 4.2")
+def pub_auth_key(ctx: CheckContext) -> Finding:
+    """PubAuthKey is a P-256 point 04||x||y on the curve, not infinity."""
+
+    def rule(cert: KmsCertificate) -> str | None:
+        value = hex_octets(cert.get("PubAuthKey"))
+        if value is None:
+            return f"PubAuthKey is not hexBinary ({shorten(cert.get('PubAuthKey'), 40)})"
+        if not eccsi.validate_public_auth_key(value):
+            return f"PubAuthKey ({len(value)} octets) is not a P-256 point"
+        return None
+
+    return _each(ctx, rule, "PubAuthKey valid")
+
+
+@check("certificate.parameter-set", reqs=("REQ-075",), clause="RFC 6509 App. A")
+def parameter_set(ctx: CheckContext) -> Finding:
+    """ParameterSet, when present, is 1 (the only defined SAKKE parameter set)."""
+
+    def rule(cert: KmsCertificate) -> str | None:
+        value = cert.get("ParameterSet")
+        if value is None or parse_int(value) == 1:
+            return None
+        return f"ParameterSet is {shorten(value)}, expected 1"
+
+    return _each(ctx, rule, "ParameterSet 1 or absent")
+
+
+@check("certificate.user-id-format", reqs=("REQ-076",), clause="Annex F", inferred=True)
+def user_id_format(ctx: CheckContext) -> Finding:
+    """UserIdFormat names the Annex F MIKEY-SAKKE UID scheme (2)."""
+
+    def rule(cert: KmsCertificate) -> str | None:
+        value = cert.get("UserIdFormat")
+        if value is None or parse_int(value) == 2:
+            return None
+        return f"UserIdFormat is {shorten(value)}, expected 2"
+
+    return _each(ctx, rule, "UserIdFormat 2")
+
+
+@check("certificate.key-period", reqs=("REQ-077",), clause="Annex F")
+def key_period(ctx: CheckContext) -> Finding:
+    """UserKeyPeriod > 0 and 0 <= UserKeyOffset < UserKeyPeriod."""
+
+    def rule(cert: KmsCertificate) -> str | None:
+        period = parse_int(cert.get("UserKeyPeriod"))
+        offset = parse_int(cert.get("UserKeyOffset"))
+        if period is None or offset is None:
+            return "UserKeyPeriod or UserKeyOffset is not an integer"
+        if period <= 0:
+            return f"UserKeyPeriod {period} is not positive"
+        if not 0 <= offset < period:
+            return f"UserKeyOffset {offset} is not in [0, UserKeyPeriod {period})"
+        return None
+
+    return _each(ctx, rule, "key period parameters consistent")
+
+
+@check(
+    "certificate.validity",
+    reqs=("REQ-078",),
+    clause="D.3.2.2",
+    strength=Strength.SHOULD,
+    inferred=True,
+)
+def validity(ctx: CheckContext) -> Finding:
+    """Now lies within ValidFrom/ValidTo, and Revoked is not true."""
+
+    def rule(cert: KmsCertificate) -> str | None:
+        for name in ("ValidFrom", "ValidTo"):
+            text = cert.get(name)
+            if text is not None and parse_datetime(text) is None:
+                return f"{name} {shorten(text)} is not an xsd:dateTime"
+        valid_from = parse_datetime(cert.get("ValidFrom"))
+        valid_to = parse_datetime(cert.get("ValidTo"))
+        if valid_from is not None and ctx.now < valid_from:
+            return f"not yet valid: ValidFrom {cert.get('ValidFrom')}"
+        if valid_to is not None and ctx.now > valid_to:
+            return f"expired: ValidTo {cert.get('ValidTo')}"
+        if parse_boolean(cert.get("Revoked")):
+            return "Revoked is true"
+        return None
+
+    return _each(ctx, rule, "certificate current and not revoked")
+
+
+@check("certificate.version", reqs=("REQ-079",), clause="D.3.5.1 schema", strength=Strength.SHOULD)
+def version(ctx: CheckContext) -> Finding:
+    """KmsCertificate/@Version is the profile's version (examples 1.1.0)."""
+    wanted = ctx.profile.expected_versions.get("KmsCertificate")
+    if wanted is None:
+        return skipped("the profile fixes no KmsCertificate version")
+
+    def rule(cert: KmsCertificate) -> str | None:
+        value = cert.attr("Version")
+        return None if value in (None, wanted) else f"Version {value}, expected {wanted}"
+
+    return _each(ctx, rule, f"Version {wanted}")
+
+
+@check("certcache.present", reqs=("REQ-110",), clause="D.3.1")
+def cert_cache_present(ctx: CheckContext) -> Finding:
+    """The response carries a KmsCertCache."""
+    cache = message_content(ctx, KmsCertCache)
+    if cache is None:
+        return violation("no KmsCertCache in the response", "KmsCertCache", content_name(ctx))
+    return ok(f"KmsCertCache with {len(cache.certificates)} certificate(s)")
+
+
+@check("certcache.attributes", reqs=("REQ-111",), clause="D.3.5.1 schema")
+def cert_cache_attributes(ctx: CheckContext) -> Finding:
+    """KmsCertCache/@Version is 1.0.0; @CacheNum, if present, is an integer."""
+    cache = message_content(ctx, KmsCertCache)
+    if cache is None:
+        return skipped("no KmsCertCache")
+    wanted = ctx.profile.expected_versions.get("KmsCertCache", "1.0.0")
+    got = cache.attr("Version")
+    if got is not None and got != wanted:
+        return violation("KmsCertCache has the wrong Version", wanted, got)
+    number = cache.attr("CacheNum")
+    if number is not None and parse_int(number) is None:
+        return violation("CacheNum is not an integer", "xsd:integer", shorten(number))
+    return ok("KmsCertCache attributes valid")
+
+
+@check("certcache.role-external", reqs=("REQ-113",), clause="D.3.2.2", strength=Strength.SHOULD)
+def role_external(ctx: CheckContext) -> Finding:
+    """Partner-domain certificates in the cache carry Role="External"."""
+    cache = message_content(ctx, KmsCertCache)
+    if cache is None or not cache.certificates:
+        return skipped("no cached certificate")
+    own = ctx.init_certificate.kms_uri if ctx.init_certificate else None
+    for cert in cache.certificates:
+        if cert.kms_uri != own and cert.role not in (None, "External"):
+            return violation(
+                f"partner certificate {shorten(cert.kms_uri)} has Role {cert.role}",
+                "External",
+                shorten(cert.role),
+            )
+    return ok("partner certificates are External")
+
+
+@check("cert.requested", reqs=("REQ-011", "REQ-116"), clause="D.3.1")
+def cert_is_the_requested_one(ctx: CheckContext) -> Finding:
+    """KMS Cert returns exactly one certificate, the one for the requested KMS URI."""
+    cache = message_content(ctx, KmsCertCache)
+    wanted = ctx.params.get("requested_kms_uri")
+    if cache is None:
+        return violation("no KmsCertCache in the response", "KmsCertCache", content_name(ctx))
+    if wanted is None:
+        return skipped("the case names no requested KMS URI")
+    got = [c.kms_uri for c in cache.certificates]
+    if got != [wanted]:
+        return violation(
+            "KMS Cert did not return the requested certificate alone", wanted, str(got)
+        )
+    return ok(f"the certificate of {wanted}")
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def _root(ctx: CheckContext) -> KmsCertificate | None:
+    init = message_content(ctx, KmsInit)
+    return init.certificates[0] if init and init.certificates else None
+
+
+def _certificates(ctx: CheckContext) -> list[KmsCertificate]:
+    init = message_content(ctx, KmsInit)
+    if init is not None:
+        return init.certificates[:1]
+    cache = message_content(ctx, KmsCertCache)
+    return list(cache.certificates) if cache is not None else []
+
+
+def _each(ctx: CheckContext, rule: Callable[[KmsCertificate], str | None], summary: str) -> Finding:
+    certificates = _certificates(ctx)
+    if not certificates:
+        return skipped("no certificate to check")
+    for cert in certificates:
+        problem = rule(cert)
+        if problem is not None:
+            label = f"certificate {shorten(cert.kms_uri, 40)}"
+            return violation(f"{label}: {problem}", observed=problem)
+    return ok(f"{summary} ({len(certificates)} certificate(s))")
