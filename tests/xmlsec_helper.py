@@ -69,9 +69,14 @@ def sign(
     c14n: str = C14N_10,
     enveloped: bool = False,
     uri: str | None = None,
-    prefix: str = "ds",
-) -> etree._Element:
-    """libxmlsec1 signs ``element`` (referenced by its Id) with HMAC-SHA256."""
+    prefix: str | None = "ds",
+) -> bytes:
+    """libxmlsec1 signs ``element`` (referenced by its Id) with HMAC-SHA256; returns the
+    signed document as octets, the form a KMS sends.
+
+    The tree libxmlsec1 edits in memory has element names lxml's ``find`` cannot match (they
+    are not interned in the document's dictionary), so callers parse the octets instead.
+    """
     target = parent if parent is not None else element.getparent()
     assert target is not None
     signature = xmlsec.template.create(
@@ -88,7 +93,7 @@ def sign(
     xmlsec.template.add_key_name(key_info, key_name)
     context = _signature_context(key, element)
     context.sign(signature)
-    return signature
+    return etree.tostring(target.getroottree())
 
 
 def verify(signature: etree._Element, key: bytes, signed: etree._Element) -> bool:

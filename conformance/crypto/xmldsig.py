@@ -36,9 +36,12 @@ does not cover; ask ``signature_covers`` before trusting an element (signature w
 
 Canonicalization is lxml's (libxml2's) C14N. A referenced element is a document subset,
 for which Canonical XML 1.0 renders every namespace in scope and inherits the ``xml:*``
-attributes of its ancestors onto the apex; lxml's subtree serialization does the first but
-not the second, and ignores ``with_comments=False``. So the subset is canonicalized as a
-copy built to carry exactly that context (checked against libxmlsec1 in the tests).
+attributes of its ancestors onto the apex. lxml's subtree C14N (``tostring`` of an inner
+element) does not inherit ``xml:*``, keeps comments despite ``with_comments=False``, and
+emits a spurious ``xmlns=""`` on children in the default namespace (lxml 6.1.3, libxml2
+2.14.6). So the subset is canonicalized as a standalone copy built to carry exactly that
+context, which lxml canonicalizes as a whole document (checked against libxmlsec1 in the
+tests, including xml:base, xmlns="" and nested default namespaces).
 """
 
 from __future__ import annotations
