@@ -466,12 +466,12 @@ def _miller(r_point: Point, q_point: Point) -> tuple[Any, Any] | None:
         beta = x * gamma % p
         alpha = 3 * (x - delta) * (x + delta) % p
         l0 = (alpha * (qx * delta % p + x) - 2 * gamma) % p
-        z = 2 * y * z % p
+        z = (y + y) * z % p
         l1 = qy * (z * delta % p) % p
         x = (alpha * alpha - 8 * beta) % p
         y = (alpha * (4 * beta - x) - 8 * gamma * gamma) % p
         t0 = (f0 + f1) * (f0 - f1) % p
-        t1 = 2 * f0 * f1 % p
+        t1 = (f0 + f0) * f1 % p
         m0 = t0 * l0
         m1 = t1 * l1
         f1 = ((t0 + t1) * (l0 + l1) - m0 - m1) % p
@@ -482,7 +482,7 @@ def _miller(r_point: Point, q_point: Point) -> tuple[Any, Any] | None:
             sy = ry if digit > 0 else neg_ry
             zz = z * z % p
             h = (rx * zz - x) % p
-            rr = (sy * z * zz - y) % p
+            rr = (sy * (z * zz % p) - y) % p
             hh = h * h % p
             hhh = h * hh % p
             v = x * hh % p
