@@ -55,6 +55,9 @@ def _header() -> str:
             f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC. "
             f"Machine: {os.cpu_count()} CPUs (nproc), {platform.machine()}, "
             f"{platform.python_implementation()} {platform.python_version()}, {platform.system()}.",
+            "Load average at start (1/5/15 min): "
+            + "/".join(f"{load:.2f}" for load in os.getloadavg())
+            + " (other work on the machine inflates the figures).",
             "Backends: `gmpy2` (default when installed) and `python` (plain int, "
             "KMS_CONFORMANCE_PURE_PYTHON=1, run in a subprocess).",
             "Times in milliseconds: median, interquartile range (q1-q3) and min-max over n runs, "
