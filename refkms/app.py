@@ -155,8 +155,8 @@ class ReferenceKms:
 
     def process(self, exchange: Exchange, request: Request, body: bytes) -> Response:
         exchange.user = self.authorize(request.headers.get("authorization"))
-        exchange.body = read_request(body) if body else None
         try:
+            exchange.body = read_request(body)
             if exchange.body is not None:
                 check_request(exchange.body, self._request_context(exchange.user, exchange.path))
         except RequestRefused as refused:

@@ -141,3 +141,26 @@ def find(element: etree._Element, path: str) -> etree._Element:
 
 def text(element: etree._Element, path: str) -> str:
     return (find(element, path).text or "").strip()
+
+
+def request_body(
+    kms: RunningKms,
+    resource: str,
+    *,
+    user_uri: str = UE,
+    time: str = "2014-01-26T10:07:14Z",
+    krr: bool = False,
+) -> bytes:
+    """A schema-shaped KmsRequest for ``resource`` (D.2.2 order)."""
+    request = etree.Element(f"{{{NS}}}KmsRequest", nsmap={None: NS}, Version="1.1.0")  # type: ignore[dict-item]
+    for name, value in (
+        ("UserUri", user_uri),
+        ("KmsUri", "kms.example.org"),
+        ("Time", time),
+        ("ClientReqUrl", f"{kms.base_url}/{resource}"),
+    ):
+        etree.SubElement(request, f"{{{NS}}}{name}").text = value
+    if krr:
+        krr_list = etree.SubElement(request, f"{{{NS}}}KrrList")
+        etree.SubElement(krr_list, "{urn:3gpp:ns:mcsecKMSKRR:1.0}KmsRedirectResponse")
+    return etree.tostring(request)

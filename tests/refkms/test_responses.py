@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 
 import pytest
-from lxml import etree
 from refkms_testkit import (
     NS,
     UE,
@@ -13,6 +12,7 @@ from refkms_testkit import (
     find,
     kms_response,
     parse,
+    request_body,
     schema_for,
     text,
 )
@@ -175,26 +175,3 @@ def test_redirect_upload_answers_no_content(r17: RunningKms) -> None:
     response = r17.post("redirect", body)
     assert response.status_code == 204
     assert response.content == b""
-
-
-def request_body(
-    kms: RunningKms,
-    resource: str,
-    *,
-    user_uri: str = UE,
-    time: str = "2014-01-26T10:07:14Z",
-    krr: bool = False,
-) -> bytes:
-    """A schema-shaped KmsRequest for ``resource`` (D.2.2 order)."""
-    request = etree.Element(f"{{{NS}}}KmsRequest", nsmap={None: NS}, Version="1.1.0")  # type: ignore[dict-item]
-    for name, value in (
-        ("UserUri", user_uri),
-        ("KmsUri", "kms.example.org"),
-        ("Time", time),
-        ("ClientReqUrl", f"{kms.base_url}/{resource}"),
-    ):
-        etree.SubElement(request, f"{{{NS}}}{name}").text = value
-    if krr:
-        krr_list = etree.SubElement(request, f"{{{NS}}}KrrList")
-        etree.SubElement(krr_list, "{urn:3gpp:ns:mcsecKMSKRR:1.0}KmsRedirectResponse")
-    return etree.tostring(request)
