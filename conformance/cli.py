@@ -86,6 +86,12 @@ def _delegate_to_refkms(args: argparse.Namespace) -> int:
     return EXIT_CONFIG  # pragma: no cover - execv does not return
 
 
+def _check(args: argparse.Namespace) -> int:
+    from conformance import offline
+
+    return offline.main(args.file, args.init, args.request_type, args.target)
+
+
 def _not_yet(args: argparse.Namespace) -> int:
     print(
         f"kms-conformance {args.command}: not implemented yet in this build (see the open issues)",
@@ -95,6 +101,7 @@ def _not_yet(args: argparse.Namespace) -> int:
 
 
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "check": _check,
     "serve": _delegate_to_refkms,
     "faults": _delegate_to_refkms,
 }

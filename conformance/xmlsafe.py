@@ -25,7 +25,7 @@ def parse_xml(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> etree._Elem
     if not data.strip():
         raise XmlRejected("empty body where an XML document was expected")
     try:
-        root = etree.fromstring(data, parser=_parser())
+        root = etree.fromstring(data, parser=hardened_parser())
     except etree.XMLSyntaxError as exc:
         raise XmlRejected(f"not well-formed XML: {_one_line(str(exc))}") from None
     except ValueError as exc:  # lxml raises this for some encoding declarations
@@ -40,7 +40,7 @@ def serialize(element: etree._Element) -> bytes:
     return etree.tostring(element, encoding="utf-8", xml_declaration=True)
 
 
-def _parser() -> etree.XMLParser:
+def hardened_parser() -> etree.XMLParser:
     # A fresh parser per call: lxml parsers are not thread-safe and carry error state.
     return etree.XMLParser(
         resolve_entities=False,

@@ -3,7 +3,7 @@
 Importing this package registers every check in ``REGISTRY``.
 """
 
-from conformance.checks import certificate, keyset  # registers their checks
+from conformance.checks import certificate, envelope, keyset  # registers their checks
 from conformance.checks.base import (
     REGISTRY,
     CheckContext,
@@ -24,6 +24,7 @@ __all__ = [
     "HttpFacts",
     "certificate",
     "check",
+    "envelope",
     "keyset",
     "run_check",
 ]

@@ -1,0 +1,230 @@
+"""KmsResponse envelope checks: TS 33.180 D.3.1 (Table D.3.1-1) and the D.3.5.1 schema."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+from lxml import etree
+
+from conformance.checks.base import (
+    CheckContext,
+    Finding,
+    check,
+    content_name,
+    ok,
+    shorten,
+    skipped,
+    violation,
+)
+from conformance.checks.values import parse_datetime, parse_int
+from conformance.model import XENC_NS, KmsCertCache, KmsInit, KmsKeyProv, KmsLookup
+from conformance.profiles import load_schema
+from conformance.verdicts import Strength
+
+EXPECTED_CONTENT = {
+    "init": KmsInit,
+    "keyprov": KmsKeyProv,
+    "certcache": KmsCertCache,
+    "cert": KmsCertCache,
+    "lookup": KmsLookup,
+}
+SCHEMA_REASON_LIMIT = 160
+
+
+@check("envelope.root", reqs=("REQ-050",), clause="D.3.1, D.3.5.1")
+def root(ctx: CheckContext) -> Finding:
+    """The root is KmsResponse or SignedKmsResponse in the profile's namespace."""
+    if ctx.response is None:
+        return violation("no KmsResponse document", "KmsResponse", _observed_root(ctx))
+    document = ctx.response.root if ctx.response.root is not None else ctx.response.element
+    return ok(f"root {etree.QName(document).localname}")
+
+
+@check("envelope.schema", reqs=("REQ-051", "REQ-060"), clause="D.3.5.1")
+def schema_valid(ctx: CheckContext) -> Finding:
+    """The document validates against the profile's XSD (order and cardinality included)."""
+    if ctx.raw is None:
+        return skipped("no KmsResponse document")
+    document = ctx.raw.root if ctx.raw.root is not None else ctx.raw.element
+    schema = load_schema(
+        ctx.profile, ctx.raw.namespace if ctx.profile.namespace_configurable else None
+    )
+    errors = list(schema.iter_errors(etree.ElementTree(document)))
+    if not errors:
+        return ok(f"valid against the {ctx.profile.name} schema")
+    first = errors[0]
+    where = getattr(first, "path", None) or ""
+    reason = " ".join(str(getattr(first, "reason", first) or first).split())
+    if len(reason) > SCHEMA_REASON_LIMIT:
+        reason = reason[: SCHEMA_REASON_LIMIT - 3] + "..."
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return violation(f"schema: {where}: {reason}{more}", "schema-valid", f"{len(errors)} error(s)")
+
+
+@check("envelope.version", reqs=("REQ-052",), clause="D.3.5.1 schema")
+def version(ctx: CheckContext) -> Finding:
+    """KmsResponse/@Version is 1.0.0 (absent means the fixed value)."""
+    if ctx.raw is None:
+        return skipped("no KmsResponse")
+    wanted = ctx.profile.expected_versions.get("KmsResponse")
+    got = ctx.raw.attr("Version")
+    if wanted is None or got is None or got == wanted:
+        return ok(f"Version {got or '(fixed default)'}")
+    return violation("KmsResponse has the wrong Version", wanted, got)
+
+
+@check("envelope.user-uri", reqs=("REQ-053",), clause="Table D.3.1-1")
+def user_uri(ctx: CheckContext) -> Finding:
+    """UserUri is present and names the user the response is for."""
+    return _field_equals(ctx, "UserUri", ctx.expected_user_uri)
+
+
+@check("envelope.kms-uri", reqs=("REQ-054",), clause="Table D.3.1-1")
+def kms_uri(ctx: CheckContext) -> Finding:
+    """KmsUri is present and is the KMS URI of the Root certificate."""
+    expected = ctx.init_certificate.kms_uri if ctx.init_certificate else None
+    return _field_equals(ctx, "KmsUri", expected)
+
+
+@check("envelope.time", reqs=("REQ-055",), clause="Table D.3.1-1")
+def time(ctx: CheckContext) -> Finding:
+    """Time is an xsd:dateTime close to when the response was received."""
+    if ctx.raw is None:
+        return skipped("no KmsResponse")
+    text = ctx.raw.get("Time")
+    if text is None:
+        return violation("Time is missing", "xsd:dateTime", "(absent)")
+    sent = parse_datetime(text)
+    if sent is None:
+        return violation("Time is not an xsd:dateTime", "xsd:dateTime", shorten(text))
+    if ctx.params.get("offline"):
+        return ok(f"Time {text} is an xsd:dateTime")
+    skew = abs((sent - ctx.now).total_seconds())
+    if skew > ctx.allowed_skew_s:
+        return violation(
+            f"Time is {skew:.0f} s away from the harness clock",
+            f"within {ctx.allowed_skew_s:.0f} s of {ctx.now:%Y-%m-%dT%H:%M:%SZ}",
+            text,
+        )
+    return ok(f"Time {text} within {ctx.allowed_skew_s:.0f} s")
+
+
+@check("envelope.kms-id", reqs=("REQ-056",), clause="Table D.3.1-1", strength=Strength.MAY)
+def kms_id(ctx: CheckContext) -> Finding:
+    """KmsId is optional; if present it is a non-empty string."""
+    if ctx.raw is None or "KmsId" not in ctx.raw.counts:
+        return ok("KmsId absent (optional)")
+    value = ctx.raw.get("KmsId")
+    return ok(f"KmsId {shorten(value)}") if value else violation("KmsId is empty")
+
+
+@check("envelope.client-req-url", reqs=("REQ-057",), clause="Table D.3.1-1")
+def client_req_url(ctx: CheckContext) -> Finding:
+    """ClientReqUrl echoes the resource the request was posted to (path compared)."""
+    if ctx.raw is None:
+        return skipped("no KmsResponse")
+    text = ctx.raw.get("ClientReqUrl")
+    if text is None:
+        return violation("ClientReqUrl is missing", "the request URI", "(absent)")
+    posted = ctx.http.path if ctx.http else ctx.params.get("request_path")
+    if posted is None:
+        return ok("ClientReqUrl present (no request path to compare with)")
+    if _same_path(text, posted):
+        return ok("ClientReqUrl echoes the request path")
+    return violation("ClientReqUrl names another resource", posted, shorten(text))
+
+
+@check("envelope.message-choice", reqs=("REQ-058",), clause="Table D.3.1-1")
+def message_choice(ctx: CheckContext) -> Finding:
+    """KmsMessage holds exactly one message element (or EncryptedData)."""
+    if ctx.raw is None or ctx.raw.kms_message is None:
+        return skipped("no KmsMessage")
+    namespace = ctx.raw.namespace
+    children = ctx.raw.kms_message.children
+    known = [
+        c
+        for c in children
+        if (c.namespace == namespace and c.local in _MESSAGE_NAMES)
+        or (c.namespace == XENC_NS and c.local == "EncryptedData")
+    ]
+    if len(known) != 1:
+        names = ", ".join(c.local for c in children) or "nothing"
+        return violation(f"KmsMessage holds {len(known)} message elements", "1", names)
+    return ok(f"KmsMessage holds {known[0].local}")
+
+
+@check("envelope.message-type", reqs=("REQ-059", "REQ-004", "REQ-005", "REQ-009"), clause="D.3.1")
+def message_type(ctx: CheckContext) -> Finding:
+    """The KmsMessage type matches the request (init->KmsInit, keyprov->KmsKeyProv, ...)."""
+    wanted = EXPECTED_CONTENT.get(ctx.request_type or "")
+    if wanted is None:
+        return skipped(f"no message type defined for request type {ctx.request_type}")
+    message = ctx.response.kms_message if ctx.response else None
+    if message is None or not isinstance(message.content, wanted):
+        return violation(
+            f"{ctx.request_type} answered without {wanted.__name__}",
+            wanted.__name__,
+            content_name(ctx),
+        )
+    return ok(f"{ctx.request_type} answered with {wanted.__name__}")
+
+
+@check("envelope.no-error", reqs=("REQ-065",), clause="D.3.5.1 schema", strength=Strength.SHOULD)
+def no_error_with_message(ctx: CheckContext) -> Finding:
+    """KmsError and KmsMessage are not both present."""
+    if ctx.raw is None:
+        return skipped("no KmsResponse")
+    if ctx.raw.kms_error is not None and ctx.raw.kms_message is not None:
+        return violation("KmsError and KmsMessage both present", "one of them", "both")
+    return ok("not both KmsMessage and KmsError")
+
+
+@check("error.kms-error", reqs=("REQ-140", "REQ-065"), clause="D.3.5.1 schema (ErrorType)")
+def kms_error_shape(ctx: CheckContext) -> Finding:
+    """KmsError carries an integer ErrorCode and a string ErrorMsg, and no KmsMessage."""
+    if ctx.raw is None:
+        return violation("no KmsResponse with KmsError", "KmsError", _observed_root(ctx))
+    error = ctx.raw.kms_error
+    if error is None:
+        return violation("no KmsError in the error response", "KmsError", content_name(ctx))
+    if parse_int(error.error_code) is None:
+        return violation("ErrorCode is not an integer", "xsd:integer", shorten(error.error_code))
+    if error.error_msg is None:
+        return violation("ErrorMsg is missing", "ErrorMsg", "(absent)")
+    if ctx.raw.kms_message is not None:
+        return violation("KmsMessage present beside KmsError", "no KmsMessage", "KmsMessage")
+    return ok(f"KmsError {error.error_code}: {shorten(error.error_msg, 60)}")
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+_MESSAGE_NAMES = ("KmsInit", "KmsKeyProv", "KmsCertCache", "KmsLookup")
+
+
+def _field_equals(ctx: CheckContext, name: str, expected: str | None) -> Finding:
+    if ctx.raw is None:
+        return skipped("no KmsResponse")
+    value = ctx.raw.get(name)
+    if value is None:
+        return violation(f"{name} is missing", expected or "present", "(absent)")
+    if expected is None:
+        return ok(f"{name} present ({shorten(value)}); nothing to compare with")
+    if value != expected:
+        return violation(
+            f"{name} is {shorten(value)}, expected {shorten(expected)}", expected, value
+        )
+    return ok(f"{name} is {shorten(value)}")
+
+
+def _same_path(reported: str, posted: str) -> bool:
+    # Scheme and host may legitimately differ (proxies, internal names); the path may not.
+    def path_of(url: str) -> str:
+        return unquote(urlsplit(url.strip()).path).rstrip("/")
+
+    return path_of(reported) == path_of(posted)
+
+
+def _observed_root(ctx: CheckContext) -> str:
+    if ctx.http is None:
+        return "(no document)"
+    return f"HTTP {ctx.http.status}, {len(ctx.http.body)} octets"
