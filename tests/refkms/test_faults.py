@@ -1,0 +1,149 @@
+"""The fault catalogue: listed with REQ ids, and each fault visibly changes what the KMS says.
+
+The smoke test replays one transcript of requests (every request type and error path)
+against the compliant KMS and against the KMS with one fault, and requires a difference.
+Random parts of a response (IVs, hence ciphertexts and signature values) are replaced by
+what they mean: the decrypted plaintext, and whether the signature verifies.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from lxml import etree
+from refkms_testkit import DS, REPO, UE, XENC, RunningKms, make_domain, request_body, serving
+from test_errors import signed_request
+
+from conformance.crypto import xmldsig, xmlenc
+from conformance.crypto.errors import CryptoError
+from refkms.faults import FAULTS, fault_names
+from refkms.profiles import TOKEN_SCOPE
+from refkms.state import StateDir
+
+REQ_ID = re.compile(r"REQ-\d{3}")
+CASE_ID = re.compile(r"[A-Z]+(-[A-Z0-9]+)*-\d{3}")
+MESSAGE_PROTECTION = {"encryption": "message", "signing": True}
+# Faults that only show under another protection policy than the smoke default.
+PROTECTION_FOR = {"keys-wrapped-wrong-key": {"encryption": "keys", "signing": True}}
+Exchange = Callable[[RunningKms], httpx.Response]
+
+
+def test_catalogue_lists_at_least_40_faults_with_req_ids_and_cases() -> None:
+    listed = subprocess.run(
+        [sys.executable, "-m", "refkms", "faults", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
+    faults = json.loads(listed.stdout)
+    assert len(faults) >= 40
+    assert len({fault["name"] for fault in faults}) == len(faults)
+    for fault in faults:
+        assert fault["description"] and fault["hook"]
+        assert fault["reqs"] and all(REQ_ID.fullmatch(req) for req in fault["reqs"])
+        assert fault["cases"] and all(CASE_ID.fullmatch(case) for case in fault["cases"])
+
+
+def test_catalogue_reqs_exist_in_the_requirements() -> None:
+    requirements = (REPO.parent / "shared/spec/requirements.md").read_text()
+    known = set(re.findall(r"\| (REQ-\d{3}) \|", requirements))
+    cited = {req for fault in FAULTS for req in fault.reqs}
+    assert cited <= known, sorted(cited - known)
+
+
+def test_the_compliant_transcript_is_reproducible(state: StateDir) -> None:
+    assert transcript(state, ()) == transcript(state, ())
+
+
+@pytest.mark.parametrize("fault", fault_names())
+def test_fault_changes_the_transcript(
+    state: StateDir, fault: str, baselines: dict[str, Any]
+) -> None:
+    protection = PROTECTION_FOR.get(fault, MESSAGE_PROTECTION)
+    key = json.dumps(protection, sort_keys=True)
+    if key not in baselines:
+        baselines[key] = transcript(state, (), protection)
+    faulted = transcript(state, (fault,), protection)
+    assert faulted != baselines[key]
+
+
+@pytest.fixture(scope="module")
+def baselines() -> dict[str, Any]:
+    return {}
+
+
+def transcript(
+    state: StateDir, faults: tuple[str, ...], protection: dict[str, Any] | None = None
+) -> list[tuple[Any, ...]]:
+    domain = make_domain(state, faults=faults, protection=protection or MESSAGE_PROTECTION)
+    with serving(domain, state) as kms:
+        return [_normalized(kms, exchange(kms)) for exchange in EXCHANGES]
+
+
+def _negative(name: str) -> Exchange:
+    return lambda kms: kms.post(
+        "init", token=kms.domain.tokens.mint_negative_cases(UE, TOKEN_SCOPE)[name]
+    )
+
+
+def _wrong_hmac(kms: RunningKms) -> httpx.Response:
+    return kms.post("init", signed_request(kms, bytes(32), kms.user().ink_id))
+
+
+EXCHANGES: list[Exchange] = [
+    lambda kms: kms.post("init"),
+    lambda kms: kms.post("keyprov"),
+    lambda kms: kms.post("keyprov"),
+    lambda kms: kms.post("keyprov/sip%3Auser%40example.org/D6B4323200000000"),
+    lambda kms: kms.post("certcache"),
+    lambda kms: kms.post("certcache/3"),
+    lambda kms: kms.post("cert/kms.partner1.example.net"),
+    lambda kms: kms.post("cert/kms.unknown.example"),
+    lambda kms: kms.post("lookup/sip%3Auser1%40partner1.example.net"),
+    lambda kms: kms.post("redirect", request_body(kms, "redirect", krr=True)),
+    lambda kms: kms.post("init", method="GET"),
+    lambda kms: kms.post("bogus"),
+    lambda kms: kms.post("init", authorize=False),
+    _negative("expired"),
+    _negative("wrong_scope"),
+    _negative("bad_signature"),
+    lambda kms: kms.post("keyprov/sip%3Abob%40example.org"),
+    lambda kms: kms.post("init", request_body(kms, "init", time="2014-01-26T09:00:00Z")),
+    lambda kms: kms.post("init", request_body(kms, "init", user_uri="sip:bob@example.org")),
+    _wrong_hmac,
+]
+
+
+def _normalized(kms: RunningKms, response: httpx.Response) -> tuple[Any, ...]:
+    headers = tuple(
+        response.headers.get(name)
+        for name in ("content-type", "cache-control", "www-authenticate", "allow")
+    )
+    if not response.content:
+        return response.status_code, headers, b""
+    root = etree.fromstring(response.content)
+    user = kms.user()
+    # Signatures first: decrypting in place changes what they cover.
+    for signature in root.iter(f"{{{DS}}}Signature"):
+        verdict = xmldsig.verify(signature, user.ink).reason
+        for value in signature.iter(f"{{{DS}}}DigestValue", f"{{{DS}}}SignatureValue"):
+            value.text = f"verify: {verdict}"
+    for encrypted in root.iter(f"{{{XENC}}}EncryptedData"):
+        try:
+            meaning = xmlenc.decrypt_content(encrypted, user.trk).decode()
+        except CryptoError as exc:
+            meaning = f"undecryptable: {type(exc).__name__}"
+        cipher_value = encrypted.find(f"{{{XENC}}}CipherData/{{{XENC}}}CipherValue")
+        assert cipher_value is not None
+        cipher_value.text = meaning
+    # The port differs between servers; the signature verdict above already judged it.
+    body = etree.tostring(root).replace(kms.base_url.encode(), b"BASE")
+    return response.status_code, headers, body
