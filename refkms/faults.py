@@ -13,16 +13,19 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-HOOK_ROUTING = "app.dispatch"
-HOOK_ACCESS = "app.authorize"
-HOOK_REQUEST = "requests.check_request"
-HOOK_ENVELOPE = "messages.build_response"
-HOOK_CERTIFICATE = "messages.kms_certificate"
-HOOK_CERTCACHE = "app.handle_cert"
-HOOK_KEYSET = "keys.KeyIssuer / messages.kms_key_set"
-HOOK_PROTECTION = "protection.protect_response"
-HOOK_ERRORS = "messages.error_response"
-HOOK_TRANSPORT = "app.respond"
+HOOK_ROUTING = "refkms.app:ReferenceKms.dispatch / check_method"
+HOOK_ACCESS = "refkms.app:ReferenceKms.authorize / keyprov, refkms.tokens:TokenAuthority.verify"
+HOOK_REQUEST = "refkms.requests:check_request"
+HOOK_RESPONSE = "refkms.app:ReferenceKms.respond"
+HOOK_ENVELOPE = "refkms.messages:kms_response"
+HOOK_CERTIFICATE = "refkms.messages:kms_certificate"
+HOOK_ROOT_KEYS = "refkms.app:ReferenceKms.served_root_certificate"
+HOOK_RESOURCES = "refkms.app:ReferenceKms.keyprov / certcache / cert / lookup / redirect"
+HOOK_KEYS = "refkms.keys:KeyIssuer"
+HOOK_KEYSET = "refkms.messages:kms_key_set"
+HOOK_PROTECTION = "refkms.protection:protect_response"
+HOOK_ERRORS = "refkms.app:ReferenceKms.error_response"
+HOOK_TRANSPORT = "refkms.app:ReferenceKms._xml_response / _headers"
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ FAULTS: tuple[Fault, ...] = (
         "KmsResponse in namespace urn:3gpp:ns:mcsecKMSInterface:2.0",
         ("REQ-050", "REQ-051"),
         ("ENV-NS-001",),
-        HOOK_ENVELOPE,
+        HOOK_RESPONSE,
     ),
     Fault(
         "envelope-wrong-version",
@@ -99,7 +102,7 @@ FAULTS: tuple[Fault, ...] = (
         "init answers KmsCertCache, every other request answers KmsInit",
         ("REQ-059", "REQ-004", "REQ-005"),
         ("ENV-MSGTYPE-001",),
-        HOOK_ENVELOPE,
+        HOOK_RESPONSE,
     ),
     Fault(
         "envelope-error-with-message",
@@ -135,14 +138,14 @@ FAULTS: tuple[Fault, ...] = (
         "PubAuthKey is KPAK with y + 1: not a P-256 point",
         ("REQ-074",),
         ("INIT-CERT-KPAK-001",),
-        HOOK_CERTIFICATE,
+        HOOK_ROOT_KEYS,
     ),
     Fault(
         "cert-pubenckey-outside-subgroup",
         "PubEncKey is Z_T + (0,0): on the SAKKE curve but of order 2q",
         ("REQ-073",),
         ("INIT-CERT-ZT-001",),
-        HOOK_CERTIFICATE,
+        HOOK_ROOT_KEYS,
     ),
     Fault(
         "cert-parameterset-2",
@@ -170,7 +173,7 @@ FAULTS: tuple[Fault, ...] = (
         "every init answers a certificate with a fresh CertUri and KPAK",
         ("REQ-080",),
         ("INIT-CERT-STABLE-001",),
-        HOOK_CERTIFICATE,
+        HOOK_ROOT_KEYS,
     ),
     # CertCache and Cert (D.3.1, D.3.2)
     Fault(
@@ -185,35 +188,35 @@ FAULTS: tuple[Fault, ...] = (
         "certcache/<current n> answers CacheNum n - 1",
         ("REQ-115",),
         ("CERTCACHE-NUM-001",),
-        HOOK_CERTCACHE,
+        HOOK_RESOURCES,
     ),
     Fault(
         "cert-other-certificate",
         "cert/<partner> answers the KMS's own certificate",
         ("REQ-116", "REQ-011"),
         ("CERT-MATCH-001",),
-        HOOK_CERTCACHE,
+        HOOK_RESOURCES,
     ),
     Fault(
         "cert-unknown-answered-200",
         "cert/<unknown KMS> answers 200 with an empty cache",
         ("REQ-117",),
         ("CERT-UNKNOWN-001",),
-        HOOK_CERTCACHE,
+        HOOK_RESOURCES,
     ),
     Fault(
         "lookup-wrong-kms-uri",
         "lookup answers this KMS's URI for every SIP URI",
         ("REQ-012",),
         ("LOOKUP-KMSURI-001",),
-        HOOK_CERTCACHE,
+        HOOK_RESOURCES,
     ),
     Fault(
         "redirect-answered-with-kmsmessage",
         "redirect upload answers 200 with a KmsInit",
         ("REQ-014",),
         ("REDIRECT-EMPTY-001",),
-        HOOK_CERTCACHE,
+        HOOK_RESOURCES,
     ),
     # Key set (D.3.3, Annex F, RFC 6507/6508)
     Fault(
@@ -221,63 +224,63 @@ FAULTS: tuple[Fault, ...] = (
         "keys are issued for the 64-octet ASCII-hex form of the UID",
         ("REQ-100", "REQ-102"),
         ("KEYPROV-ECCSI-001", "KEYPROV-SAKKE-001"),
-        HOOK_KEYSET,
+        HOOK_KEYS,
     ),
     Fault(
         "uid-first-octet-0x30",
         "the UID KDF input starts with ASCII '0' instead of FC 0x00",
         ("REQ-097", "REQ-098"),
         ("KEYPROV-UID-001",),
-        HOOK_KEYSET,
+        HOOK_KEYS,
     ),
     Fault(
         "period-unix-epoch",
         "KeyPeriodNo and UID counted from the Unix epoch, not NTP",
         ("REQ-095", "REQ-097"),
         ("KEYPROV-PERIOD-001",),
-        HOOK_KEYSET,
+        HOOK_KEYS,
     ),
     Fault(
         "period-off-by-one",
         "plain keyprov delivers the next key period instead of the current",
         ("REQ-095",),
         ("KEYPROV-PERIOD-002",),
-        HOOK_KEYSET,
+        HOOK_KEYS,
     ),
     Fault(
         "keyprov-time-ignored",
         "keyprov/<URI>/<time> answers the current period",
         ("REQ-096", "REQ-007"),
         ("KEYPROV-TIME-001",),
-        HOOK_KEYSET,
+        HOOK_RESOURCES,
     ),
     Fault(
         "ssk-not-matching-pvt",
         "the PVT comes from another ephemeral v than the SSK",
         ("REQ-100",),
         ("KEYPROV-ECCSI-002",),
-        HOOK_KEYSET,
+        HOOK_KEYS,
     ),
     Fault(
         "rsk-other-identity",
         "the RSK is issued for the UID of another configured user",
         ("REQ-102",),
         ("KEYPROV-SAKKE-002",),
-        HOOK_KEYSET,
+        HOOK_KEYS,
     ),
     Fault(
         "rsk-random-point",
         "the RSK is [r]P for a random r",
         ("REQ-102",),
         ("KEYPROV-SAKKE-003",),
-        HOOK_KEYSET,
+        HOOK_KEYS,
     ),
     Fault(
         "rsk-changes-between-calls",
         "every second keyprov issues the RSK under a stale master secret",
         ("REQ-104", "REQ-102"),
         ("KEYPROV-RSK-STABLE-001",),
-        HOOK_KEYSET,
+        HOOK_KEYS,
     ),
     Fault(
         "keyset-useruri-other-user",
@@ -504,7 +507,7 @@ FAULTS: tuple[Fault, ...] = (
         "KmsError ErrorCode is a reason phrase, not an integer",
         ("REQ-140",),
         ("ERR-CODE-001",),
-        HOOK_ERRORS,
+        HOOK_ENVELOPE,
     ),
     Fault(
         "no-cache-control",

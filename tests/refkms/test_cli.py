@@ -111,3 +111,26 @@ def _assert_target_shape(target: dict[str, object]) -> None:
     assert set(target["tokens"]) >= {"expired", "wrong_scope", "malformed", "bad_signature"}  # type: ignore[arg-type]
     assert target["keys"]["trk_id"] == users[0]["trk_id"]  # type: ignore[index]
     assert target["target"]["base_url"].startswith("https://127.0.0.1:")  # type: ignore[index]
+
+
+def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "kms.toml"
+    config.write_text('[protection]\nencryption = "everything"\n')
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "refkms",
+            "serve",
+            "--state",
+            str(tmp_path),
+            "--config",
+            str(config),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "encryption" in done.stderr and "everything" in done.stderr
