@@ -48,6 +48,14 @@ _SEGMENTS = {
     "redirect": (0,),
 }
 
+_LAST_RESORT_ERROR = (
+    b'<?xml version="1.0" encoding="UTF-8"?>'
+    b'<KmsResponse xmlns="urn:3gpp:ns:mcsecKMSInterface:1.0" Version="1.0.0"><UserUri></UserUri>'
+    b"<KmsUri></KmsUri><Time>1900-01-01T00:00:00Z</Time><ClientReqUrl></ClientReqUrl>"
+    b"<KmsError><ErrorCode>500</ErrorCode><ErrorMsg>internal error</ErrorMsg></KmsError>"
+    b"</KmsResponse>"
+)
+
 ASGIApp = Callable[
     [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
     Awaitable[None],
@@ -126,10 +134,10 @@ class ReferenceKms:
             body = await _read_body(request)
             return await run_in_threadpool(self.process, exchange, request, body)
         except KmsFailure as failure:
-            return self.error_response(exchange, failure)
+            return self._answer_failure(exchange, failure)
         except Exception:
             ERROR_LOG.exception("unexpected error on %s %s", request.method, exchange.path)
-            return self.error_response(exchange, KmsFailure(500, "the KMS failed internally"))
+            return self._answer_failure(exchange, KmsFailure(500, "the KMS failed internally"))
 
     def dispatch(self, path: str) -> tuple[str, tuple[str, ...]]:
         """The request type and its decoded path segments; 404 for anything else."""
@@ -320,6 +328,13 @@ class ReferenceKms:
             error=(failure.status, failure.message),
         )
         return self._xml_response(failure.status, response, failure.headers)
+
+    def _answer_failure(self, exchange: Exchange, failure: KmsFailure) -> Response:
+        try:
+            return self.error_response(exchange, failure)
+        except Exception:
+            ERROR_LOG.exception("could not build the error response for %s", exchange.path)
+            return Response(_LAST_RESORT_ERROR, 500, self._headers(), media_type="application/xml")
 
     def _certificate_xml(
         self, certificate: Certificate, *, in_init: bool = False

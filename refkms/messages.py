@@ -7,6 +7,7 @@ follow DESIGN.md section 7. Faults that change the shape of a message act here.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +30,8 @@ KEY_SET_VERSION = "1.1.0"
 MESSAGE_VERSION = "1.0.0"
 USER_ID_FORMAT = "2"  # Annex F MIKEY-SAKKE UID (kms-interface.md section 6.2)
 PARAMETER_SET = "1"  # RFC 6509 Appendix A
+
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 KeyWrapper = Callable[[bytes], etree._Element]
 
@@ -247,7 +250,9 @@ def _role(role: str, faults: ActiveFaults, in_init: bool) -> str:
 
 def _text(parent: etree._Element, name: str, text: str) -> etree._Element:
     element = etree.SubElement(parent, tag(name))
-    element.text = text
+    # Path segments and error messages echo client input, which may hold characters XML
+    # 1.0 cannot carry (NUL, most C0 controls, lone surrogates).
+    element.text = _NOT_XML_CHAR.sub("\ufffd", text)
     return element
 
 

@@ -87,7 +87,10 @@ class TokenAuthority:
         """The MC service ID of a valid bearer token; ``TokenRejected`` otherwise."""
         token = _bearer_token(authorization)
         claims = self._decode(token, policy)
-        if not policy.accept_expired and int(claims.get("exp", 0)) <= self._clock().timestamp():
+        expires = claims.get("exp")
+        if not isinstance(expires, int | float) or isinstance(expires, bool):
+            raise TokenRejected(401, "invalid_token", "the access token has no numeric exp claim")
+        if not policy.accept_expired and expires <= self._clock().timestamp():
             raise TokenRejected(401, "invalid_token", "the access token has expired")
         scopes = set(str(claims.get("scope", "")).split())
         if not policy.accept_wrong_scope and not scopes & policy.accepted_scopes:

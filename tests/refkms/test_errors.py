@@ -182,3 +182,39 @@ def signed_request(
     signed.append(request)
     xmldsig.sign(request, key, key_id, parent=signed, id_value="request")
     return etree.tostring(signed)
+
+
+PROBE_PATHS = [
+    "cert/%00",
+    "lookup/%01%02",
+    "keyprov/%2F",
+    "certcache/-1",
+    "keyprov/sip%3Auser%40example.org/%FF%FF",
+    "cert/" + "a" * 5000,
+    "init/",
+    "",
+]
+PROBE_BODIES = [
+    b"<a>" * 10000,
+    b"<?xml version='1.0' encoding='bogus'?><a/>",
+    b"<?xml version='1.0' encoding='UTF-16'?><a/>",
+    b"<SignedKmsRequest xmlns='urn:3gpp:ns:mcsecKMSInterface:1.0'><KmsRequest/>"
+    b"<Signature xmlns='http://www.w3.org/2000/09/xmldsig#'/></SignedKmsRequest>",
+    b"<KmsRequest xmlns='urn:3gpp:ns:mcsecKMSInterface:1.0'><UserUri>x\x01</UserUri><KmsUri/>"
+    b"<Time>0001-01-01T00:00:00-10:00</Time><ClientReqUrl>::</ClientReqUrl><TrK-ID>!</TrK-ID>"
+    b"</KmsRequest>",
+]
+
+
+@pytest.mark.parametrize("resource", PROBE_PATHS)
+def test_probe_paths_never_give_500(r17: RunningKms, resource: str) -> None:
+    response = r17.post(resource)
+    assert 400 <= response.status_code < 500
+    assert_kms_error(response, response.status_code)
+
+
+@pytest.mark.parametrize("body", PROBE_BODIES, ids=range(len(PROBE_BODIES)))
+def test_probe_bodies_never_give_500(r17: RunningKms, body: bytes) -> None:
+    response = r17.post("init", body)
+    assert 400 <= response.status_code < 500
+    assert_kms_error(response, response.status_code)
