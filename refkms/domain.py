@@ -44,6 +44,13 @@ class User:
     next_ink_id: bytes | None
     next_ink: bytes | None
 
+    @property
+    def signing_key(self) -> tuple[bytes, bytes]:
+        """(key, key ID) for HMAC: the InK when provisioned, else the TrK (D.2.2, D.3.1)."""
+        if self.ink is not None and self.ink_id is not None:
+            return self.ink, self.ink_id
+        return self.trk, self.trk_id
+
 
 class Domain:
     def __init__(

@@ -128,10 +128,8 @@ def _add_trk_id(response: etree._Element, trk_id: bytes, protection: Protection)
 
 def _sign(response: etree._Element, protection: Protection) -> etree._Element:
     faults, user = protection.faults, protection.user
-    key, key_id = (user.ink, user.ink_id) if user.ink is not None else (user.trk, user.trk_id)
+    key, key_id = user.signing_key
     if faults.on("sig-trk-although-ink"):
-        key, key_id = user.trk, user.trk_id
-    if key is None or key_id is None:
         key, key_id = user.trk, user.trk_id
     signature_id = user.trk_id if faults.on("sig-id-wrong-key") else key_id
     if protection.key_id_elements and not faults.on("sig-id-missing"):
