@@ -127,7 +127,7 @@ class ReferenceKms:
         self.faults = domain.faults
 
     async def endpoint(self, request: Request) -> Response:
-        exchange = Exchange("", (), str(request.url), _raw_path(request))
+        exchange = Exchange("", (), _client_req_url(request), _raw_path(request))
         try:
             exchange.kind, exchange.args = self.dispatch(exchange.path)
             self.check_method(request.method)
@@ -425,6 +425,13 @@ def _raw_path(request: Request) -> str:
     raw = request.scope.get("raw_path")
     path = raw.decode("latin-1") if isinstance(raw, bytes) else request.url.path
     return path.split("?", 1)[0]
+
+
+def _client_req_url(request: Request) -> str:
+    """The request URI as the client sent it, percent-encoding included (REQ-057)."""
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    origin = f"{request.url.scheme}://{request.url.netloc}"
+    return origin + _raw_path(request) + (f"?{query}" if query else "")
 
 
 def _off_curve(kpak: bytes) -> bytes:

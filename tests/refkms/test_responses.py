@@ -47,7 +47,9 @@ def test_r17_response_is_schema_valid(r17: RunningKms, request_type: str) -> Non
     assert response.headers["content-type"].startswith("application/xml")
     assert response.headers["cache-control"] == "no-store"
     schema_for("ts33180-r17").validate(parse(response))
-    assert find(kms_response(parse(response)), f"k:KmsMessage/k:{message}") is not None
+    envelope = kms_response(parse(response))
+    assert find(envelope, f"k:KmsMessage/k:{message}") is not None
+    assert text(envelope, "k:ClientReqUrl") == f"{r17.base_url}/{resource}"
 
 
 @pytest.mark.parametrize("request_type", sorted(set(REQUESTS) - {"lookup"}))
