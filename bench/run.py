@@ -43,6 +43,7 @@ def main() -> None:
         runs = {label: _run_module(module, env) for label, env in BACKENDS.items()}
         sections.append(_table(module, runs))
         sections.append(_targets(module, runs))
+    sections.append(_run_markdown("refkms_load"))
     (BENCH / "RESULTS.md").write_text("\n".join(sections))
     print((BENCH / "RESULTS.md").read_text())
 
@@ -60,6 +61,21 @@ def _run_module(module: str, extra_env: dict[str, str]) -> dict[str, object]:
     )
     result: dict[str, object] = json.loads(completed.stdout)
     return result
+
+
+def _run_markdown(module: str) -> str:
+    """A module that measures a whole service prints its own Markdown section (gmpy2 only)."""
+    env = {**os.environ}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH.parent), env.get("PYTHONPATH")]))
+    completed = subprocess.run(
+        [sys.executable, str(BENCH / f"{module}.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=BENCH.parent,
+    )
+    return completed.stdout
 
 
 def _header() -> str:
