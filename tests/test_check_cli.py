@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-PEER = Path(__file__).resolve().parents[2] / "shared" / "peer-samples" / "streamwide-sw_mikey_sakke"
+PEER = Path(os.environ["KMS_CONFORMANCE_SHARED"]) / "peer-samples" / "streamwide-sw_mikey_sakke"
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from conformance.profiles import get_profile
 from conformance.verdicts import Outcome
 from conformance.xmlsafe import parse_xml
 
-PEER = Path(__file__).resolve().parents[2] / "shared" / "peer-samples" / "streamwide-sw_mikey_sakke"
+PEER = Path(os.environ["KMS_CONFORMANCE_SHARED"]) / "peer-samples" / "streamwide-sw_mikey_sakke"
 VECTORS = Path(__file__).parent / "vectors" / "keysets.json"
 KEYSET_CHECKS = [n for n in REGISTRY if n.startswith(("keyset.", "keyprov."))]
 

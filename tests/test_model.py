@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from conformance.model import (
 )
 from conformance.xmlsafe import parse_xml
 
-PEER = Path(__file__).resolve().parents[2] / "shared" / "peer-samples" / "streamwide-sw_mikey_sakke"
+PEER = Path(os.environ["KMS_CONFORMANCE_SHARED"]) / "peer-samples" / "streamwide-sw_mikey_sakke"
 
 
 def load(name: str) -> bytes:

@@ -3,6 +3,7 @@ only where their release does (issue 4 part 1, DESIGN.md section 7)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from conformance.profiles import (
 from conformance.profiles.schemas import compile_offline
 
 REPO = Path(__file__).resolve().parents[1]
-PEER_DIR = REPO.parent / "shared" / "peer-samples" / "streamwide-sw_mikey_sakke"
+PEER_DIR = Path(os.environ["KMS_CONFORMANCE_SHARED"]) / "peer-samples" / "streamwide-sw_mikey_sakke"
 PEER_SCHEMA = PEER_DIR / "schema.xsd"
 SAMPLES = REPO / "tests" / "vectors" / "schema-samples"
 VENDOR_NS = "urn:example:vendor-kms"

@@ -7,6 +7,7 @@ are reproducible and the kms-interface.md section 18.1 key set comes out of the 
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ from refkms.server import running_in_thread
 from refkms.state import StateDir
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
+SHARED = Path(os.environ["KMS_CONFORMANCE_SHARED"])
 PEER_SCHEMA = SHARED / "peer-samples" / "streamwide-sw_mikey_sakke" / "schema.xsd"
 SCHEMAS = REPO / "schemas"
 NS = "urn:3gpp:ns:mcsecKMSInterface:1.0"
