@@ -49,23 +49,17 @@ def main() -> None:
 
 
 def _run_module(module: str, extra_env: dict[str, str]) -> dict[str, object]:
-    env = {**os.environ, **extra_env}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH.parent), env.get("PYTHONPATH")]))
-    completed = subprocess.run(
-        [sys.executable, str(BENCH / f"{module}.py")],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=BENCH.parent,
-    )
-    result: dict[str, object] = json.loads(completed.stdout)
+    result: dict[str, object] = json.loads(_run_script(module, extra_env))
     return result
 
 
 def _run_markdown(module: str) -> str:
     """A module that measures a whole service prints its own Markdown section (gmpy2 only)."""
-    env = {**os.environ}
+    return _run_script(module, {})
+
+
+def _run_script(module: str, extra_env: dict[str, str]) -> str:
+    env = {**os.environ, **extra_env}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH.parent), env.get("PYTHONPATH")]))
     completed = subprocess.run(
         [sys.executable, str(BENCH / f"{module}.py")],
