@@ -8,7 +8,7 @@ warning there, so check functions never decide severity themselves.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -158,6 +158,23 @@ def content_name(ctx: CheckContext) -> str:
     if message is None:
         return "no KmsMessage"
     return ", ".join(c.local for c in message.children) or "empty KmsMessage"
+
+
+def first_violation(
+    items: Sequence[_T],
+    rule: Callable[[_T], str | None],
+    label: Callable[[int, _T], str],
+    noun: str,
+    summary: str,
+) -> Finding:
+    """Apply ``rule`` to each item; the first problem found is the violation, labelled."""
+    if not items:
+        return skipped(f"no {noun} to check")
+    for index, item in enumerate(items, start=1):
+        problem = rule(item)
+        if problem is not None:
+            return violation(f"{label(index, item)}: {problem}", observed=problem)
+    return ok(f"{summary} ({len(items)} {noun}(s))")
 
 
 def shorten(value: str | None, limit: int = 80) -> str:

@@ -13,6 +13,7 @@ from conformance.checks.base import (
     Finding,
     check,
     content_name,
+    first_violation,
     message_content,
     ok,
     shorten,
@@ -260,12 +261,7 @@ def _certificates(ctx: CheckContext) -> list[KmsCertificate]:
 
 
 def _each(ctx: CheckContext, rule: Callable[[KmsCertificate], str | None], summary: str) -> Finding:
-    certificates = _certificates(ctx)
-    if not certificates:
-        return skipped("no certificate to check")
-    for cert in certificates:
-        problem = rule(cert)
-        if problem is not None:
-            label = f"certificate {shorten(cert.kms_uri, 40)}"
-            return violation(f"{label}: {problem}", observed=problem)
-    return ok(f"{summary} ({len(certificates)} certificate(s))")
+    def label(_: int, cert: KmsCertificate) -> str:
+        return f"certificate {shorten(cert.kms_uri, 40)}"
+
+    return first_violation(_certificates(ctx), rule, label, "certificate", summary)

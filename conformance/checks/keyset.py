@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 
 from conformance.checks.base import (
@@ -17,6 +18,7 @@ from conformance.checks.base import (
     Finding,
     check,
     content_name,
+    first_violation,
     message_content,
     ok,
     shorten,
@@ -367,14 +369,12 @@ def _namespace(ctx: CheckContext) -> str:
 
 def _each(ctx: CheckContext, rule: Callable[[KmsKeySet], str | None], summary: str) -> Finding:
     prov = _key_prov(ctx)
-    if prov is None or not prov.key_sets:
-        return skipped("no key set to check")
-    for index, key_set in enumerate(prov.key_sets, start=1):
-        problem = rule(key_set)
-        if problem is not None:
-            where = f"key set {index}" if len(prov.key_sets) > 1 else "key set"
-            return violation(f"{where}: {problem}", observed=problem)
-    return ok(f"{summary} ({len(prov.key_sets)} key set(s))")
+    key_sets = prov.key_sets if prov is not None else []
+
+    def label(index: int, _: KmsKeySet) -> str:
+        return f"key set {index}" if len(key_sets) > 1 else "key set"
+
+    return first_violation(key_sets, rule, label, "key set", summary)
 
 
 def _each_field_equals(ctx: CheckContext, name: str, expected: str) -> Finding:
@@ -384,10 +384,7 @@ def _each_field_equals(ctx: CheckContext, name: str, expected: str) -> Finding:
             return None
         return f"{name} is {shorten(value)}, expected {shorten(expected)}"
 
-    found = _each(ctx, rule, f"{name} is {expected}")
-    return (
-        found if found.expected else Finding(found.outcome, found.message, expected, found.observed)
-    )
+    return replace(_each(ctx, rule, f"{name} is {expected}"), expected=expected)
 
 
 def _period_parameters(ctx: CheckContext) -> tuple[int, int] | Finding:
