@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from conformance.exchange import Exchange
 from conformance.model import KmsCertificate, KmsResponse
 from conformance.profiles import Profile
-from conformance.target import User
+from conformance.target import Target, User
 from conformance.verdicts import CheckResult, Outcome, Strength
 
 _T = TypeVar("_T")
@@ -74,6 +75,13 @@ class CheckContext:
     allowed_skew_s: float = 300.0
     params: dict[str, Any] = field(default_factory=dict)
     memo: dict[str, Any] = field(default_factory=dict)
+    # Live runs only (None offline): the probe's record of this step's exchange, what the
+    # security step found (conformance.protection.ProtectionFacts), the target file, and the
+    # earlier steps of the same case, oldest first (conformance.engine.StepView).
+    exchange: Exchange | None = None
+    protection: Any = None
+    target: Target | None = None
+    history: list[Any] = field(default_factory=list)
 
 
 CheckFunction = Callable[[CheckContext], Finding]
