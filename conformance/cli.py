@@ -37,6 +37,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strict", action="store_true")
     run.add_argument("--embedded-fault", action="append", default=[], metavar="NAME")
     run.add_argument("-n", type=int, default=0, metavar="N")
+    run.add_argument("--embedded-profile", metavar="NAME", help="profile of the embedded KMS")
+    run.add_argument("--embedded-config", metavar="FILE", help="configuration of the embedded KMS")
 
     lst = sub.add_parser("list", help="list every case")
     lst.add_argument("--json", action="store_true")
@@ -64,6 +66,11 @@ def _build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="re-send the recorded requests of one case")
     replay.add_argument("dir", metavar="DIR")
     replay.add_argument("case_id", metavar="CASE-ID")
+
+    coverage = sub.add_parser(
+        "coverage", help="requirement coverage of the catalogue (COVERAGE.md)"
+    )
+    coverage.add_argument("--write", action="store_true", help="rewrite testcases/COVERAGE.md")
     return parser
 
 
@@ -92,6 +99,40 @@ def _check(args: argparse.Namespace) -> int:
     return offline.main(args.file, args.init, args.request_type, args.target)
 
 
+def _run(args: argparse.Namespace) -> int:
+    from conformance.runcmd import RunOptions, run
+
+    options = RunOptions(
+        target=args.target,
+        output=args.output,
+        cases=args.cases or (),
+        strict=args.strict,
+        faults=args.embedded_fault,
+        workers=args.n,
+        embedded_profile=args.embedded_profile,
+        embedded_config=args.embedded_config,
+    )
+    return run(options)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from conformance.runcmd import list_cases
+
+    return list_cases(args.json)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from conformance.runcmd import explain
+
+    return explain(args.case_id)
+
+
+def _coverage(args: argparse.Namespace) -> int:
+    from conformance.runcmd import coverage
+
+    return coverage(args.write)
+
+
 def _not_yet(args: argparse.Namespace) -> int:
     print(
         f"kms-conformance {args.command}: not implemented yet in this build (see the open issues)",
@@ -102,6 +143,10 @@ def _not_yet(args: argparse.Namespace) -> int:
 
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check": _check,
+    "run": _run,
+    "list": _list,
+    "explain": _explain,
+    "coverage": _coverage,
     "serve": _delegate_to_refkms,
     "faults": _delegate_to_refkms,
 }

@@ -7,12 +7,13 @@ exchanges and any decrypted plaintext. Secrets are still raw here; reporters red
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from conformance.exchange import Exchange
-from conformance.verdicts import CheckResult, Verdict
+from conformance.exchange import Exchange, RecordedRequest, TlsFacts
+from conformance.verdicts import CheckResult, Outcome, Strength, Verdict
 
 
 @dataclass(frozen=True)
@@ -83,3 +84,152 @@ class RunResult:
             counts[case.verdict.value] += 1
         counts["warnings"] = sum(c.warnings for c in self.cases)
         return counts
+
+
+# -- the wire form: a case result as JSON-safe data (pytest-xdist workers send it) -----
+
+
+def case_to_wire(case: CaseResult) -> dict[str, Any]:
+    return {
+        "id": case.id,
+        "title": case.title,
+        "area": case.area,
+        "verdict": case.verdict.value,
+        "reason": case.reason,
+        "reqs": list(case.reqs),
+        "clauses": list(case.clauses),
+        "request_types": list(case.request_types),
+        "strength": case.strength,
+        "duration_s": case.duration_s,
+        "description": case.description,
+        "checks": [_check_to_wire(c) for c in case.checks],
+        "steps": [
+            {
+                "label": s.label,
+                "exchange": _exchange_to_wire(s.exchange),
+                "plaintext": _b64(s.plaintext),
+                "checks": [_check_to_wire(c) for c in s.checks],
+            }
+            for s in case.steps
+        ],
+    }
+
+
+def case_from_wire(data: dict[str, Any]) -> CaseResult:
+    return CaseResult(
+        id=data["id"],
+        title=data["title"],
+        area=data["area"],
+        verdict=Verdict(data["verdict"]),
+        reason=data["reason"],
+        reqs=tuple(data["reqs"]),
+        clauses=tuple(data["clauses"]),
+        request_types=tuple(data["request_types"]),
+        strength=data["strength"],
+        duration_s=data["duration_s"],
+        description=data["description"],
+        checks=[_check_from_wire(c) for c in data["checks"]],
+        steps=[
+            StepRecord(
+                label=s["label"],
+                exchange=_exchange_from_wire(s["exchange"]),
+                plaintext=_unb64(s["plaintext"]),
+                checks=[_check_from_wire(c) for c in s["checks"]],
+            )
+            for s in data["steps"]
+        ],
+    )
+
+
+def _check_to_wire(check: CheckResult) -> dict[str, Any]:
+    return {
+        "name": check.name,
+        "outcome": check.outcome.value,
+        "message": check.message,
+        "reqs": list(check.reqs),
+        "clause": check.clause,
+        "strength": check.strength.value,
+        "expected": check.expected,
+        "observed": check.observed,
+        "inferred": check.inferred,
+        "details": dict(check.details),
+    }
+
+
+def _check_from_wire(data: dict[str, Any]) -> CheckResult:
+    return CheckResult(
+        name=data["name"],
+        outcome=Outcome(data["outcome"]),
+        message=data["message"],
+        reqs=tuple(data["reqs"]),
+        clause=data["clause"],
+        strength=Strength(data["strength"]),
+        expected=data["expected"],
+        observed=data["observed"],
+        inferred=data["inferred"],
+        details=dict(data["details"]),
+    )
+
+
+def _exchange_to_wire(exchange: Exchange) -> dict[str, Any]:
+    request = exchange.request
+    tls = exchange.tls
+    return {
+        "label": exchange.label,
+        "request": {
+            "method": request.method,
+            "url": request.url,
+            "path": request.path,
+            "headers": [list(h) for h in request.headers],
+            "body": _b64(request.body),
+            "token_variant": request.token_variant,
+            "body_variant": request.body_variant,
+        },
+        "status": exchange.status,
+        "reason": exchange.reason,
+        "headers": [list(h) for h in exchange.headers],
+        "body": _b64(exchange.body),
+        "truncated": exchange.truncated,
+        "elapsed_s": exchange.elapsed_s,
+        "http_version": exchange.http_version,
+        "tls": None if tls is None else {**tls.__dict__, "peer_san": list(tls.peer_san)},
+        "error": exchange.error,
+        "error_kind": exchange.error_kind,
+        "notes": list(exchange.notes),
+    }
+
+
+def _exchange_from_wire(data: dict[str, Any]) -> Exchange:
+    request = data["request"]
+    tls = data["tls"]
+    return Exchange(
+        label=data["label"],
+        request=RecordedRequest(
+            method=request["method"],
+            url=request["url"],
+            path=request["path"],
+            headers=tuple((k, v) for k, v in request["headers"]),
+            body=_unb64(request["body"]) or b"",
+            token_variant=request["token_variant"],
+            body_variant=request["body_variant"],
+        ),
+        status=data["status"],
+        reason=data["reason"],
+        headers=tuple((k, v) for k, v in data["headers"]),
+        body=_unb64(data["body"]) or b"",
+        truncated=data["truncated"],
+        elapsed_s=data["elapsed_s"],
+        http_version=data["http_version"],
+        tls=None if tls is None else TlsFacts(**{**tls, "peer_san": tuple(tls["peer_san"])}),
+        error=data["error"],
+        error_kind=data["error_kind"],
+        notes=list(data["notes"]),
+    )
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str | None) -> bytes | None:
+    return None if text is None else base64.b64decode(text)

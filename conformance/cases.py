@@ -1,0 +1,382 @@
+"""The declarative case catalogue: load ``testcases/*.yaml``, check it, decide PICS.
+
+Each file is validated against ``testcases/case-schema.json`` when loaded; any problem is a
+``CaseFileError`` whose message is one line, ``FILE:LINE: problem`` (exit 2 at the CLI).
+Check names are expanded (globs allowed) against the check registry at load time, so a
+misspelt check name is a broken case file, not a silently empty case.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from conformance.checks import REGISTRY
+from conformance.target import Target
+
+AREAS = (
+    "transport",
+    "request",
+    "envelope",
+    "init",
+    "keyprov",
+    "certcache",
+    "lookup",
+    "security",
+    "errors",
+)
+PICS_NAMES = (
+    "cert",
+    "lookup",
+    "redirect",
+    "encryption",
+    "signing",
+    "ink",
+    "request_signing",
+    "certcache_incremental",
+    "tk_ik_delivery",
+    "release",
+)
+
+
+class CaseFileError(ValueError):
+    """A broken case file; the message names the file, the line and the problem."""
+
+
+@dataclass(frozen=True)
+class Step:
+    label: str
+    request: str
+    spec: Mapping[str, Any]  # the step as written (the probe reads it)
+    expect_status: tuple[int, ...] | str  # ints, or a class such as "4xx"
+    expect_message: str | None
+    checks: tuple[str, ...]
+
+    def status_ok(self, status: int) -> bool:
+        if isinstance(self.expect_status, str):
+            return str(status)[0] == self.expect_status[0]
+        return status in self.expect_status
+
+    @property
+    def status_text(self) -> str:
+        if isinstance(self.expect_status, str):
+            return self.expect_status
+        return " or ".join(str(s) for s in self.expect_status)
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    title: str
+    area: str
+    reqs: tuple[str, ...]
+    clause: str
+    strength: str
+    inferred: bool
+    pics: str
+    needs: tuple[str, ...]
+    purpose: str
+    steps: tuple[Step, ...]
+    file: Path
+    line: int
+    area_title: str = ""
+    tags: tuple[str, ...] = field(default=())
+
+    @property
+    def request_types(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(step.request for step in self.steps))
+
+    @property
+    def check_names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(name for step in self.steps for name in step.checks))
+
+
+def catalogue_dir() -> Path:
+    """``testcases/`` beside the package (KMS_CONFORMANCE_CASES overrides)."""
+    override = os.environ.get("KMS_CONFORMANCE_CASES")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parent.parent / "testcases"
+
+
+@cache
+def _schema(directory: Path) -> dict[str, Any]:
+    path = directory / "case-schema.json"
+    try:
+        schema: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CaseFileError(f"{path}: cannot read the case schema ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise CaseFileError(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
+    return schema
+
+
+def load_catalogue(directory: Path | None = None) -> list[Case]:
+    """Every case of every area file, in file then document order; ids are unique."""
+    directory = directory or catalogue_dir()
+    if not directory.is_dir():
+        raise CaseFileError(f"{directory}: the case catalogue directory does not exist")
+    files = sorted(p for p in directory.glob("*.yaml") if p.stem != "requirements")
+    if not files:
+        raise CaseFileError(f"{directory}: holds no case file (*.yaml)")
+    cases: list[Case] = []
+    seen: dict[str, str] = {}
+    for path in files:
+        for case in load_file(path, _schema(directory)):
+            if case.id in seen:
+                raise CaseFileError(
+                    f"{path}:{case.line}: case id {case.id} is already used at {seen[case.id]}"
+                )
+            seen[case.id] = f"{path.name}:{case.line}"
+            cases.append(case)
+    return cases
+
+
+def load_file(path: Path, schema: Mapping[str, Any]) -> list[Case]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CaseFileError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise CaseFileError(f"{path}: not UTF-8 text") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise CaseFileError(f"{path}:{line}: not valid YAML: {problem}") from None
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        error = jsonschema.exceptions.best_match(errors) or errors[0]
+        where = "/".join(str(p) for p in error.absolute_path) or "(top)"
+        line = _line_of(node, list(error.absolute_path))
+        raise CaseFileError(f"{path}:{line}: {where}: {_one_line(error.message)}")
+    assert isinstance(document, dict)
+    if document["area"] != path.stem:
+        line = _line_of(node, ["area"])
+        raise CaseFileError(f"{path}:{line}: area {document['area']!r} must equal the file stem")
+    cases = []
+    for index, raw in enumerate(document["cases"]):
+        cases.append(_case(path, node, index, raw, document))
+    return cases
+
+
+def _case(
+    path: Path, node: Any, index: int, raw: Mapping[str, Any], doc: Mapping[str, Any]
+) -> Case:
+    line = _line_of(node, ["cases", index])
+    pics = str(raw.get("pics", "true"))
+    try:
+        compile_pics(pics)
+    except CaseFileError as exc:
+        raise CaseFileError(f"{path}:{_line_of(node, ['cases', index, 'pics'])}: {exc}") from None
+    steps = []
+    for number, step in enumerate(raw["steps"], start=1):
+        where = ["cases", index, "steps", number - 1]
+        expanded: list[str] = []
+        for name in step.get("checks", []):
+            matches = _expand(name)
+            if not matches:
+                line_no = _line_of(node, [*where, "checks"])
+                raise CaseFileError(f"{path}:{line_no}: {raw['id']}: no check is named {name!r}")
+            expanded.extend(m for m in matches if m not in expanded)
+        expect = step.get("expect", {})
+        status = expect.get("status", 200)
+        statuses: tuple[int, ...] | str = (
+            status
+            if isinstance(status, str)
+            else tuple(status if isinstance(status, list) else [status])
+        )
+        steps.append(
+            Step(
+                label=str(step.get("label", f"step{number}")),
+                request=step["request"],
+                spec=step,
+                expect_status=statuses,
+                expect_message=expect.get("message"),
+                checks=tuple(expanded),
+            )
+        )
+    return Case(
+        id=raw["id"],
+        title=raw["title"],
+        area=doc["area"],
+        reqs=tuple(raw["reqs"]),
+        clause=str(raw["clause"]),
+        strength=raw.get("strength", "shall"),
+        inferred=bool(raw.get("inferred", False)),
+        pics=pics,
+        needs=tuple(raw.get("needs", ())),
+        purpose=" ".join(str(raw.get("purpose", "")).split()),
+        steps=tuple(steps),
+        file=path,
+        line=line,
+        area_title=str(doc.get("title", "")),
+    )
+
+
+def _expand(name: str) -> list[str]:
+    if any(ch in name for ch in "*?["):
+        return [n for n in REGISTRY if fnmatch.fnmatchcase(n, name)]
+    return [name] if name in REGISTRY else []
+
+
+def _line_of(node: Any, path: Sequence[Any]) -> int:
+    """The 1-based line of the YAML node at ``path`` (the nearest existing ancestor)."""
+    current = node
+    for key in path:
+        if isinstance(current, yaml.MappingNode):
+            found = None
+            for k, v in current.value:
+                if k.value == key:
+                    found = v
+                    break
+            if found is None:
+                break
+            current = found
+        elif isinstance(current, yaml.SequenceNode) and isinstance(key, int):
+            if key >= len(current.value):
+                break
+            current = current.value[key]
+        else:
+            break
+    return int(current.start_mark.line) + 1 if current is not None else 1
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+# -- selection --------------------------------------------------------------------------
+
+
+def select(cases: Sequence[Case], patterns: Iterable[str] | None) -> list[Case]:
+    """Cases whose id (or area) matches one of the globs; all cases when none are given."""
+    wanted = [p for p in (patterns or ()) if p]
+    if not wanted:
+        return list(cases)
+    chosen = [
+        c
+        for c in cases
+        if any(fnmatch.fnmatchcase(c.id, p.upper()) or c.area == p.lower() for p in wanted)
+    ]
+    return chosen
+
+
+# -- PICS ------------------------------------------------------------------------------
+
+_ALLOWED_NODES = (
+    ast.Expression,
+    ast.BoolOp,
+    ast.And,
+    ast.Or,
+    ast.UnaryOp,
+    ast.Not,
+    ast.Compare,
+    ast.Eq,
+    ast.NotEq,
+    ast.Name,
+    ast.Load,
+    ast.Constant,
+)
+
+
+@cache
+def compile_pics(expression: str) -> ast.Expression:
+    """Parse a PICS expression, allowing only names, and/or/not, ==, != and literals."""
+    source = expression.replace("true", "True").replace("false", "False")
+    try:
+        tree = ast.parse(source, mode="eval")
+    except SyntaxError:
+        raise CaseFileError(f"PICS expression {expression!r} is not valid") from None
+    for node in ast.walk(tree):
+        if not isinstance(node, _ALLOWED_NODES):
+            raise CaseFileError(f"PICS expression {expression!r} uses {type(node).__name__}")
+        if isinstance(node, ast.Name) and node.id not in (*PICS_NAMES, "True", "False"):
+            raise CaseFileError(f"PICS expression {expression!r}: unknown name {node.id!r}")
+        if isinstance(node, ast.Constant) and not isinstance(node.value, (str, bool)):
+            raise CaseFileError(f"PICS expression {expression!r}: only strings and booleans")
+    return tree
+
+
+def pics_values(target: Target) -> dict[str, Any]:
+    pics = target.pics
+    return {
+        "cert": pics.cert,
+        "lookup": pics.lookup,
+        "redirect": pics.redirect,
+        "encryption": pics.encryption,
+        "signing": pics.signing,
+        "ink": pics.ink,
+        "request_signing": pics.request_signing,
+        "certcache_incremental": pics.certcache_incremental,
+        "tk_ik_delivery": pics.tk_ik_delivery,
+        "release": target.profile.release,
+    }
+
+
+def pics_applies(expression: str, values: Mapping[str, Any]) -> bool:
+    return bool(_evaluate(compile_pics(expression).body, values))
+
+
+def _evaluate(node: ast.AST, values: Mapping[str, Any]) -> Any:
+    if isinstance(node, ast.BoolOp):
+        results = (_evaluate(v, values) for v in node.values)
+        return all(results) if isinstance(node.op, ast.And) else any(results)
+    if isinstance(node, ast.UnaryOp):
+        return not _evaluate(node.operand, values)
+    if isinstance(node, ast.Compare):
+        left = _evaluate(node.left, values)
+        for op, right_node in zip(node.ops, node.comparators, strict=True):
+            right = _evaluate(right_node, values)
+            if (left == right) != isinstance(op, ast.Eq):
+                return False
+            left = right
+        return True
+    if isinstance(node, ast.Name):
+        if node.id in ("True", "False"):
+            return node.id == "True"
+        return values[node.id]
+    if isinstance(node, ast.Constant):
+        return node.value
+    raise CaseFileError(f"cannot evaluate {type(node).__name__}")
+
+
+def missing_need(need: str, target: Target) -> str | None:
+    """Why a ``needs`` input is missing from the target file, or None when it is there."""
+    head, _, rest = need.partition(".")
+    if head == "users":
+        count = int(rest or "1")
+        if len(target.users) < count:
+            return f"needs {count} [[users]] entries, the target file has {len(target.users)}"
+        return None
+    if head == "tokens":
+        if getattr(target.tokens, rest, None) is None:
+            return f"needs [tokens] {rest} in the target file"
+        return None
+    if head == "pixit":
+        value = getattr(target.pixit, rest, None)
+        if not value:
+            return f"needs [pixit] {rest} in the target file"
+        return None
+    if head == "keys":
+        user = target.users[0] if target.users else None
+        key = getattr(user, rest, None) if user else None
+        if key is None:
+            return f"needs the first user's {rest} ([keys] or [[users]] {rest}) in the target file"
+        return None
+    return f"needs {need}, which this harness does not know how to supply"

@@ -1,0 +1,423 @@
+"""Run one case against a target: PICS, probe, parse, unprotect, checks, verdict (DESIGN 2).
+
+``Runner`` holds the probe and what a run learns once (the KMS's own certificate from one
+KMS Initialize); ``Runner.run_case`` never raises for anything the target does: every
+outcome becomes a ``CaseResult`` with a verdict and a one-line reason.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+
+from conformance.cases import Case, Step, missing_need, pics_applies, pics_values
+from conformance.checks import CheckContext, HarnessError, HttpFacts, run_check
+from conformance.checks.values import parse_datetime
+from conformance.exchange import Exchange
+from conformance.model import (
+    KmsCertificate,
+    KmsInit,
+    KmsResponse,
+    NotAKmsResponse,
+    parse_response,
+)
+from conformance.probe import MissingInput, PreconditionFailed, Probe
+from conformance.profiles import Profile
+from conformance.protection import unprotect
+from conformance.results import CaseResult, SecretValue, StepRecord
+from conformance.target import Target, User
+from conformance.verdicts import CheckResult, Outcome, Strength, Verdict, fold_checks, worse
+from conformance.xmlsafe import XmlRejected, parse_xml
+
+_MESSAGE_ELEMENTS = ("KmsInit", "KmsKeyProv", "KmsCertCache", "KmsLookup")
+_KEY_ELEMENTS = re.compile(rb"UserDecryptKey|UserSigningKeySSK|KmsKeySet")
+_NTP_SEGMENT = re.compile(r"^[0-9A-Fa-f]{16}$")
+
+
+@dataclass
+class StepView:
+    """What a later step's checks may see of an earlier one (``CheckContext.history``)."""
+
+    label: str
+    exchange: Exchange
+    response: KmsResponse | None
+    raw: KmsResponse | None
+    params: dict[str, Any]
+    protection: Any = None
+
+
+@dataclass
+class _Parsed:
+    raw: KmsResponse | None = None
+    plain: KmsResponse | None = None
+    protection: Any = None
+    problem: str | None = None
+    plaintext: bytes | None = None
+
+
+@dataclass
+class Runner:
+    target: Target
+    profile: Profile
+    strict: bool = False
+    transport: httpx.BaseTransport | None = None
+    _probe: Probe | None = None
+    _init_certificate: KmsCertificate | None = None
+    _init_done: bool = False
+    _init_problem: str = ""
+    clock: Any = field(default=None)
+
+    @property
+    def probe(self) -> Probe:
+        if self._probe is None:
+            self._probe = Probe(self.target, self.profile, transport=self.transport)
+        return self._probe
+
+    def close(self) -> None:
+        if self._probe is not None:
+            self._probe.close()
+
+    def secrets(self) -> list[SecretValue]:
+        return collect_secrets(self.target)
+
+    # -- the run-wide precondition: the KMS's own certificate ----------------------------
+
+    def init_certificate(self) -> KmsCertificate | None:
+        if self._init_done:
+            return self._init_certificate
+        self._init_done = True
+        try:
+            body = self.probe.init_response()
+        except (MissingInput, PreconditionFailed) as exc:
+            self._init_problem = str(exc)
+            return None
+        if not body:
+            self._init_problem = "KMS Initialize gave no usable response"
+            return None
+        user = self.target.users[0] if self.target.users else None
+        parsed = self._parse(body, user)
+        content = (
+            parsed.plain.kms_message.content if parsed.plain and parsed.plain.kms_message else None
+        )
+        if isinstance(content, KmsInit) and content.certificates:
+            self._init_certificate = content.certificates[0]
+        else:
+            self._init_problem = parsed.problem or "KMS Initialize response holds no certificate"
+        return self._init_certificate
+
+    # -- one case -------------------------------------------------------------------------
+
+    def run_case(self, case: Case) -> CaseResult:
+        started = time.monotonic()
+        result = CaseResult(
+            id=case.id,
+            title=case.title,
+            area=case.area,
+            verdict=Verdict.PASS,
+            reason="",
+            reqs=case.reqs,
+            clauses=(case.clause,),
+            request_types=case.request_types,
+            strength=case.strength,
+            description=case.purpose,
+        )
+        try:
+            self._run(case, result)
+        except HarnessError as exc:
+            result.verdict, result.reason = Verdict.ERROR, f"harness error: {exc}"
+        except Exception as exc:  # a harness bug: the case says so, the run goes on
+            result.verdict = Verdict.ERROR
+            result.reason = f"harness error: {type(exc).__name__}: {_one_line(str(exc))}"
+        result.duration_s = time.monotonic() - started
+        return result
+
+    def _run(self, case: Case, result: CaseResult) -> None:
+        if not pics_applies(case.pics, pics_values(self.target)):
+            result.verdict = Verdict.NA
+            result.reason = f"PICS: the target does not claim {case.pics}"
+            return
+        for need in case.needs:
+            why = missing_need(need, self.target)
+            if why:
+                result.verdict, result.reason = Verdict.NA, f"PIXIT: {why}"
+                return
+        history: list[StepView] = []
+        named_results: list[CheckResult] = []
+        for step in case.steps:
+            try:
+                exchange = self.probe.send(step.spec, step.label)
+            except MissingInput as exc:
+                result.verdict, result.reason = Verdict.NA, f"PIXIT: {exc}"
+                return
+            except PreconditionFailed as exc:
+                result.verdict, result.reason = Verdict.INCONC, f"precondition failed: {exc}"
+                return
+            record = StepRecord(step.label, exchange)
+            result.steps.append(record)
+            if exchange.error is not None and step.spec.get("scheme", "https") != "http":
+                verdict = (
+                    Verdict.ERROR if exchange.error_kind in ("tls", "connect") else Verdict.FAIL
+                )
+                record.checks.append(self._transport_failure(case, exchange))
+                result.checks.extend(record.checks)
+                result.verdict = verdict
+                result.reason = f"{step.label}: {exchange.error}"
+                return
+            user = self._user(step)
+            parsed = self._parse(exchange.body, user) if exchange.body else _Parsed()
+            record.plaintext = parsed.plaintext
+            context = self._context(step, exchange, parsed, user, history)
+            record.checks.extend(self._expectations(case, step, exchange, parsed))
+            for name in step.checks:
+                check_result = run_check(name, context)
+                record.checks.append(check_result)
+                named_results.append(check_result)
+            result.checks.extend(record.checks)
+            history.append(
+                StepView(
+                    step.label,
+                    exchange,
+                    parsed.plain,
+                    parsed.raw,
+                    context.params,
+                    parsed.protection,
+                )
+            )
+        self._verdict(case, result, named_results)
+
+    def _verdict(self, case: Case, result: CaseResult, named: list[CheckResult]) -> None:
+        verdict = fold_checks(result.checks, strict=self.strict)
+        failing = [
+            c
+            for c in result.checks
+            if c.outcome is Outcome.VIOLATION or (self.strict and c.outcome is Outcome.WARNING)
+        ]
+        if failing:
+            first = failing[0]
+            result.verdict = verdict
+            result.reason = f"{first.name}: {first.message}"
+            return
+        if named and all(c.outcome is Outcome.SKIPPED for c in named):
+            result.verdict = worse(verdict, Verdict.INCONC)
+            result.reason = f"nothing could be decided: {named[0].name}: {named[0].message}"
+            return
+        warnings = [c for c in result.checks if c.outcome is Outcome.WARNING]
+        result.verdict = verdict
+        result.reason = f"warning: {warnings[0].name}: {warnings[0].message}" if warnings else ""
+
+    # -- pieces ---------------------------------------------------------------------------
+
+    def _user(self, step: Step) -> User | None:
+        index = int(step.spec.get("user", 1)) - 1
+        return self.target.users[index] if 0 <= index < len(self.target.users) else None
+
+    def _parse(self, body: bytes, user: User | None) -> _Parsed:
+        parsed = _Parsed()
+        try:
+            root = parse_xml(body, max_bytes=self.target.target.max_body_bytes)
+        except XmlRejected as exc:
+            parsed.problem = f"body is not usable XML: {exc}"
+            return parsed
+        try:
+            parsed.raw = parse_response(root, self.profile.namespace)
+        except NotAKmsResponse as exc:
+            parsed.problem = str(exc)
+            return parsed
+        parsed.plain, parsed.protection = unprotect(parsed.raw, user, self.profile)
+        encryption = getattr(parsed.protection, "encryption", None)
+        parsed.plaintext = getattr(encryption, "plaintext", None)
+        return parsed
+
+    def _context(
+        self,
+        step: Step,
+        exchange: Exchange,
+        parsed: _Parsed,
+        user: User | None,
+        history: list[StepView],
+    ) -> CheckContext:
+        path = exchange.request.path
+        params: dict[str, Any] = dict(step.spec)
+        params["request_path"] = path
+        params["user_id_encoding"] = self.target.profile.user_id_encoding
+        segments = [unquote(s) for s in path.rstrip("/").split("/")]
+        requested_ntp = None
+        expected_uri = user.uri if user else None
+        if step.request == "keyprov":
+            after = _after(segments, "keyprov")
+            if after:
+                expected_uri = after[0]
+                params["requested_uri"] = after[0]
+            if len(after) > 1 and _NTP_SEGMENT.match(after[1]):
+                requested_ntp = int(after[1], 16)
+        elif step.request == "cert":
+            after = _after(segments, "cert")
+            if after:
+                params["requested_kms_uri"] = after[0]
+        elif step.request == "lookup":
+            after = _after(segments, "lookup")
+            if after:
+                params["requested_sip_uri"] = after[0]
+        sent = parse_datetime(_request_time(exchange))
+        return CheckContext(
+            profile=self.profile,
+            request_type=step.request if step.request != "raw" else None,
+            response=parsed.plain,
+            raw=parsed.raw,
+            http=HttpFacts(
+                status=exchange.status or 0,
+                headers={k.lower(): v for k, v in exchange.headers},
+                body=exchange.body,
+                path=path,
+                content_type=exchange.content_type,
+            ),
+            init_certificate=self.init_certificate(),
+            user=user,
+            expected_user_uri=expected_uri,
+            request_instant=sent or datetime.now(UTC),
+            requested_ntp=requested_ntp,
+            allowed_skew_s=self.target.allowed_skew_s,
+            params=params,
+            exchange=exchange,
+            protection=parsed.protection,
+            target=self.target,
+            history=list(history),
+        )
+
+    def _expectations(
+        self, case: Case, step: Step, exchange: Exchange, parsed: _Parsed
+    ) -> list[CheckResult]:
+        strength = Strength(case.strength)
+        results = [
+            self._expect(
+                case,
+                "expect.status",
+                good=exchange.status is not None and step.status_ok(exchange.status),
+                what=f"HTTP status {exchange.status}",
+                expected=step.status_text,
+                observed=str(exchange.status),
+                strength=strength,
+            )
+        ]
+        wanted = step.expect_message
+        if wanted is None:
+            return results
+        observed = _observed_message(parsed, exchange.body)
+        if wanted == "no-key-material":
+            good = not _KEY_ELEMENTS.search(exchange.body) and observed not in ("KmsKeyProv",)
+            expected = "no key material"
+        elif wanted == "none":
+            good = parsed.raw is None or parsed.raw.kms_message is None
+            expected = "no KmsMessage"
+        else:
+            good = observed == wanted
+            expected = wanted
+        results.append(
+            self._expect(
+                case,
+                "expect.message",
+                good=good,
+                what=f"response carries {observed}",
+                expected=expected,
+                observed=observed,
+                strength=strength,
+            )
+        )
+        return results
+
+    def _expect(
+        self,
+        case: Case,
+        name: str,
+        *,
+        good: bool,
+        what: str,
+        expected: str,
+        observed: str,
+        strength: Strength,
+    ) -> CheckResult:
+        if good:
+            outcome, message = Outcome.OK, what
+        else:
+            hard = strength is Strength.SHALL and not case.inferred
+            outcome = Outcome.VIOLATION if hard else Outcome.WARNING
+            message = f"expected {expected}, got {observed}"
+        return CheckResult(
+            name=name,
+            outcome=outcome,
+            message=message,
+            reqs=case.reqs,
+            clause=case.clause,
+            strength=strength,
+            expected=expected,
+            observed=observed,
+            inferred=case.inferred,
+        )
+
+    def _transport_failure(self, case: Case, exchange: Exchange) -> CheckResult:
+        return CheckResult(
+            name="expect.answer",
+            outcome=Outcome.VIOLATION,
+            message=exchange.error or "no answer",
+            reqs=case.reqs,
+            clause=case.clause,
+            expected="an HTTP response",
+            observed=f"{exchange.error_kind}: {exchange.error}",
+        )
+
+
+def collect_secrets(target: Target) -> list[SecretValue]:
+    """Every secret a run may put on the wire or see decrypted, for the redactor."""
+    found: list[SecretValue] = []
+    for index, user in enumerate(target.users, start=1):
+        if user.token is not None:
+            found.append(SecretValue(f"token-user{index}", user.token.reveal().encode()))
+        if user.trk is not None:
+            found.append(SecretValue("trk", user.trk.key.reveal()))
+        if user.ink is not None:
+            found.append(SecretValue("ink", user.ink.key.reveal()))
+    for name in ("expired", "wrong_scope", "malformed", "bad_signature"):
+        token = getattr(target.tokens, name)
+        if token is not None:
+            found.append(SecretValue(f"token-{name}", token.reveal().encode()))
+    return [s for s in found if s.value]
+
+
+def _after(segments: list[str], word: str) -> list[str]:
+    if word in segments:
+        return segments[segments.index(word) + 1 :]
+    return []
+
+
+def _request_time(exchange: Exchange) -> str | None:
+    match = re.search(rb"<(?:\w+:)?Time>([^<]{1,64})</", exchange.request.body)
+    return match.group(1).decode("ascii", "replace") if match else None
+
+
+def _observed_message(parsed: _Parsed, body: bytes) -> str:
+    if parsed.raw is None:
+        if not body:
+            return "an empty body"
+        return parsed.problem or "no KmsResponse"
+    if parsed.raw.kms_error is not None and parsed.raw.kms_message is None:
+        return "KmsError"
+    view = parsed.plain or parsed.raw
+    message = view.kms_message
+    if message is None:
+        return "no KmsMessage"
+    names = [c.local for c in message.children]
+    for name in names:
+        if name in _MESSAGE_ELEMENTS:
+            return name
+    return ", ".join(names) or "an empty KmsMessage"
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= 200 else line[:197] + "..."

@@ -1,0 +1,388 @@
+"""``kms-conformance run | list | explain | coverage``: the catalogue against a target.
+
+``run`` without ``--target`` starts the reference KMS in its own process (the harness
+never imports ``refkms``) on loopback over HTTPS with a fresh state directory, waits for
+the ``target.toml`` it writes once it listens, runs the catalogue through the pytest
+plugin and stops it again. Exit statuses are those of DESIGN.md section 3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from conformance.cases import Case, CaseFileError, catalogue_dir, load_catalogue, select
+from conformance.checks import REGISTRY
+from conformance.profiles import ProfileError, get_profile
+from conformance.requirements import load_requirements
+from conformance.results import RequirementInfo, RunResult
+from conformance.target import Target, TargetFileError, load_target
+from conformance.verdicts import Verdict
+
+EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_INCONC = 0, 1, 2, 3
+EMBEDDED_START_TIMEOUT_S = 60.0
+
+
+class UsageProblem(Exception):
+    """Something the user gave cannot be used: exit 2 with this one-line message."""
+
+
+@dataclass
+class RunOptions:
+    target: str | None = None
+    output: str = "reports/latest"
+    cases: Sequence[str] = ()
+    strict: bool = False
+    faults: Sequence[str] = ()
+    workers: int = 0
+    embedded_profile: str | None = None
+    embedded_config: str | None = None
+    quiet: bool = False
+
+
+def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    try:
+        catalogue = load_catalogue()
+        chosen = select(catalogue, options.cases)
+        if not chosen:
+            raise UsageProblem(f"no case matches {' '.join(options.cases)}")
+        if options.target and options.faults:
+            raise UsageProblem("--embedded-fault needs the embedded reference KMS (no --target)")
+        with _target_file(options, err) as (target_path, label):
+            target = load_target(target_path)
+            get_profile(target.profile.release)
+            _preflight(target)
+            code = _run_pytest(options, target_path, chosen, catalogue, label)
+            run_result = _last_run()
+    except (UsageProblem, CaseFileError, TargetFileError, ProfileError) as exc:
+        print(f"kms-conformance run: {exc}", file=err)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        print("kms-conformance run: interrupted", file=err)
+        return EXIT_CONFIG
+    if run_result is None:
+        print(
+            f"kms-conformance run: the test session did not finish (pytest exit {code})", file=err
+        )
+        return EXIT_CONFIG
+    _summary(run_result, Path(options.output), out)
+    return exit_status(run_result)
+
+
+def exit_status(run_result: RunResult) -> int:
+    verdicts = {case.verdict for case in run_result.cases}
+    ran = [c for c in run_result.cases if c.verdict is not Verdict.NA]
+    if not ran or Verdict.ERROR in verdicts:
+        return EXIT_CONFIG
+    if Verdict.FAIL in verdicts:
+        return EXIT_FAIL
+    if Verdict.INCONC in verdicts:
+        return EXIT_INCONC
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _target_file(options: RunOptions, err: TextIO) -> Iterator[tuple[Path, str]]:
+    if options.target:
+        path = Path(options.target)
+        if not path.is_file():
+            raise UsageProblem(f"{path}: target file not found")
+        yield path, ""
+        return
+    with embedded_kms(options.faults, options.embedded_profile, options.embedded_config, err) as (
+        path,
+        label,
+    ):
+        yield path, label
+
+
+@contextlib.contextmanager
+def embedded_kms(
+    faults: Sequence[str],
+    profile: str | None = None,
+    config: str | None = None,
+    err: TextIO = sys.stderr,
+) -> Iterator[tuple[Path, str]]:
+    """Start ``python -m refkms serve`` with a fresh state directory; yield its target file."""
+    state = Path(tempfile.mkdtemp(prefix="kms-conformance-refkms-"))
+    argv = [sys.executable, "-m", "refkms", "serve", "--state", str(state), "--port", "0"]
+    argv += ["--profile", profile] if profile else []
+    argv += ["--config", config] if config else []
+    for name in faults:
+        argv += ["--fault", name]
+    log = (state / "refkms.log").open("wb")
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        target = state / "target.toml"
+        deadline = time.monotonic() + EMBEDDED_START_TIMEOUT_S
+        while not target.is_file():
+            if process.poll() is not None:
+                log.flush()
+                last = _last_line(state / "refkms.log")
+                raise UsageProblem(f"the reference KMS did not start: {last}")
+            if time.monotonic() > deadline:
+                raise UsageProblem(
+                    "the reference KMS wrote no target file within "
+                    f"{EMBEDDED_START_TIMEOUT_S:.0f} s"
+                )
+            time.sleep(0.05)
+        label = "embedded reference KMS" + (f" with fault {', '.join(faults)}" if faults else "")
+        yield target, label
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "(no output)"
+    return lines[-1].strip() if lines else "(no output)"
+
+
+def _preflight(target: Target) -> None:
+    """Target unreachable (connection refused, TLS failure) is exit 2, not 130 errors."""
+    from conformance.probe import MissingInput, PreconditionFailed, Probe
+
+    profile = get_profile(target.profile.release)
+    try:
+        with Probe(target, profile) as probe:
+            exchange = probe.send({"request": "init"}, "preflight")
+    except (MissingInput, PreconditionFailed):
+        return
+    if exchange.error is not None and exchange.error_kind in ("connect", "tls"):
+        raise UsageProblem(f"target {target.target.base_url} unreachable: {exchange.error}")
+
+
+def _run_pytest(
+    options: RunOptions, target_path: Path, chosen: list[Case], catalogue: list[Case], label: str
+) -> int:
+    import pytest
+
+    from conformance import plugin
+
+    plugin.LAST["run"] = None
+    output = Path(options.output)
+    output.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(output / "evidence", ignore_errors=True)
+    args = [
+        str(catalogue_dir()),
+        "-p",
+        "conformance.plugin",
+        "-p",
+        "no:cacheprovider",
+        "-c",
+        os.devnull,
+        "--rootdir",
+        str(catalogue_dir()),
+        "--kms-target",
+        str(target_path),
+        "--kms-output",
+        str(output),
+        "--kms-label",
+        label,
+        "--alluredir",
+        str(output / "allure-results"),
+        "--clean-alluredir",
+        "-q",
+        "--no-header",
+        "-p",
+        "no:warnings",
+    ]
+    if options.strict:
+        args.append("--kms-strict")
+    if len(chosen) != len(catalogue):
+        args += ["--kms-cases", ",".join(c.id for c in chosen)]
+    if options.workers and options.workers > 1:
+        args += ["-n", str(options.workers)]
+    if options.quiet:
+        args += ["-qq"]
+    return int(pytest.main(args))
+
+
+def _last_run() -> RunResult | None:
+    from conformance import plugin
+
+    run = plugin.LAST["run"]
+    return run if isinstance(run, RunResult) else None
+
+
+def _summary(run: RunResult, output: Path, out: TextIO) -> None:
+    counts = run.summary()
+    order = ("pass", "fail", "inconc", "n/a", "error")
+    print("", file=out)
+    print(
+        f"kms-conformance: {len(run.cases)} cases in {run.duration_s:.1f} s against "
+        f"{run.target.get('label') or run.target.get('base_url')} (profile {run.profile})",
+        file=out,
+    )
+    print(
+        "  " + ", ".join(f"{counts[v]} {v}" for v in order) + f", {counts['warnings']} warnings",
+        file=out,
+    )
+    bad = [c for c in run.cases if c.verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.INCONC)]
+    for case in bad:
+        print(f"  {case.verdict.value.upper():6} {case.id}: {case.reason}", file=out)
+    print(f"  reports: {output}/ (report.html, results.json, junit.xml, evidence/)", file=out)
+
+
+# -- list / explain / coverage ---------------------------------------------------------
+
+
+def list_cases(as_json: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    try:
+        cases = load_catalogue()
+    except CaseFileError as exc:
+        print(f"kms-conformance list: {exc}", file=err)
+        return EXIT_CONFIG
+    if as_json:
+        rows = [
+            {
+                "id": c.id,
+                "title": c.title,
+                "area": c.area,
+                "reqs": list(c.reqs),
+                "clause": c.clause,
+                "pics": c.pics,
+                "request_types": list(c.request_types),
+            }
+            for c in cases
+        ]
+        json.dump(rows, out, indent=2)
+        out.write("\n")
+        return EXIT_OK
+    for c in cases:
+        pics = "" if c.pics == "true" else f"  [PICS {c.pics}]"
+        print(f"{c.id:28} {','.join(c.reqs):22} {c.clause:24} {c.title}{pics}", file=out)
+    print(f"{len(cases)} cases", file=out)
+    return EXIT_OK
+
+
+def explain(case_id: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    try:
+        cases = {c.id: c for c in load_catalogue()}
+        requirements = {r.id: r for r in load_requirements()}
+    except CaseFileError as exc:
+        print(f"kms-conformance explain: {exc}", file=err)
+        return EXIT_CONFIG
+    case = cases.get(case_id.upper())
+    if case is None:
+        print(f"kms-conformance explain: no case {case_id!r} (see kms-conformance list)", file=err)
+        return EXIT_CONFIG
+    print(f"{case.id}: {case.title}", file=out)
+    print(
+        f"  area {case.area}, clause {case.clause}, strength {case.strength}"
+        f"{' (inferred: violations are warnings)' if case.inferred else ''}",
+        file=out,
+    )
+    print(
+        f"  applies when: {case.pics}" + (f"; needs {', '.join(case.needs)}" if case.needs else ""),
+        file=out,
+    )
+    if case.purpose:
+        print(f"  why: {case.purpose}", file=out)
+    print("  requirements:", file=out)
+    for req in case.reqs:
+        info = requirements.get(req)
+        print(
+            f"    {req} ({info.clause}, {info.strength}): {info.title}" if info else f"    {req}",
+            file=out,
+        )
+    for number, step in enumerate(case.steps, start=1):
+        spec = step.spec
+        params = ", ".join(
+            f"{k}={spec[k]}"
+            for k in ("user", "uri", "time", "number", "method", "path", "scheme", "fields")
+            if k in spec
+        )
+        print(
+            f"  step {number} ({step.label}): {spec.get('method', 'POST')} {step.request}"
+            f"{' ' + params if params else ''}; token {spec.get('token', 'valid')}, "
+            f"body {spec.get('body', 'none')}",
+            file=out,
+        )
+        message = f", message {step.expect_message}" if step.expect_message else ""
+        print(f"    expects: HTTP {step.status_text}{message}", file=out)
+        for name in step.checks:
+            spec_ = REGISTRY[name]
+            print(
+                f"    checks {name} [{', '.join(spec_.reqs)}; {spec_.clause}; {spec_.strength}"
+                f"{', inferred' if spec_.inferred else ''}]: {spec_.summary}",
+                file=out,
+            )
+    print(f"  defined in {case.file.name}:{case.line}", file=out)
+    return EXIT_OK
+
+
+def coverage_markdown(cases: Sequence[Case]) -> str:
+    """testcases/COVERAGE.md: REQ id -> cases, and the untestable ones with the reason."""
+    requirements = load_requirements()
+    by_req: dict[str, list[str]] = {}
+    for case in cases:
+        for req_id in case.reqs:
+            by_req.setdefault(req_id, []).append(case.id)
+        for name in case.check_names:
+            for req_id in REGISTRY[name].reqs:
+                by_req.setdefault(req_id, [])
+                if case.id not in by_req[req_id]:
+                    by_req[req_id].append(case.id)
+    lines = [
+        "# Requirement coverage of the case catalogue",
+        "",
+        "Generated by `kms-conformance coverage --write` from testcases/*.yaml and",
+        "testcases/requirements.yaml; do not edit by hand.",
+        "",
+        f"{len(cases)} cases; {len(requirements)} requirements.",
+        "",
+        "| REQ | Clause | Strength | Cases |",
+        "|---|---|---|---|",
+    ]
+    untested: list[RequirementInfo] = []
+    not_probe: list[RequirementInfo] = []
+    for req in requirements:
+        if not req.probe_testable:
+            not_probe.append(req)
+            continue
+        ids = by_req.get(req.id, [])
+        if not ids:
+            untested.append(req)
+        lines.append(
+            f"| {req.id} | {req.clause} | {req.strength} | {', '.join(ids) or '**none**'} |"
+        )
+    lines += ["", "## Not testable by a black-box probe of a KMS", ""]
+    lines += [f"- {r.id} ({r.clause}): {r.title}. {r.untestable_reason}" for r in not_probe]
+    lines += ["", "## Probe-testable but without a case", ""]
+    lines += [f"- {r.id}: {r.title}" for r in untested] or ["None."]
+    return "\n".join(lines) + "\n"
+
+
+def coverage(write: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    try:
+        text = coverage_markdown(load_catalogue())
+    except CaseFileError as exc:
+        print(f"kms-conformance coverage: {exc}", file=err)
+        return EXIT_CONFIG
+    if write:
+        path = catalogue_dir() / "COVERAGE.md"
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path}", file=out)
+    else:
+        out.write(text)
+    return EXIT_OK
