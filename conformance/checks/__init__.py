@@ -3,7 +3,15 @@
 Importing this package registers every check in ``REGISTRY``.
 """
 
-from conformance.checks import certificate, envelope, keyset  # registers their checks
+from conformance.checks import (  # importing registers their checks
+    certificate,
+    consistency,
+    envelope,
+    errors,
+    keyset,
+    lookup,
+    transport,
+)
 from conformance.checks.base import (
     REGISTRY,
     CheckContext,
@@ -24,7 +32,11 @@ __all__ = [
     "HttpFacts",
     "certificate",
     "check",
+    "consistency",
     "envelope",
+    "errors",
     "keyset",
+    "lookup",
     "run_check",
+    "transport",
 ]

@@ -1,0 +1,232 @@
+"""Checks that compare the steps of one case: RFC 6508 6.1.1 (RSK determinism), Annex F
+(distinct UIDs), D.3.2 (a stable Root certificate) and D.2 (certcache numbering).
+
+They run on the last step and read the earlier ones from ``CheckContext.history``: each
+item has ``.response`` (the plaintext ``KmsResponse`` or None) and ``.params`` (the step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from itertools import combinations
+
+from conformance.checks.base import (
+    CheckContext,
+    Finding,
+    check,
+    content_name,
+    message_content,
+    ok,
+    shorten,
+    skipped,
+    violation,
+)
+from conformance.checks.values import hex_octets, parse_int
+from conformance.crypto import CryptoError, uid
+from conformance.model import (
+    KmsCertCache,
+    KmsCertificate,
+    KmsInit,
+    KmsKeyProv,
+    KmsKeySet,
+    KmsResponse,
+)
+from conformance.verdicts import Strength
+
+CERTIFICATE_IDENTITY = ("CertUri", "KmsUri", "PubEncKey", "PubAuthKey")
+
+
+@check("consistency.rsk-stable", reqs=("REQ-104",), clause="RFC 6508 6.1.1")
+def rsk_stable(ctx: CheckContext) -> Finding:
+    """Two key sets for the same identity and key period carry the same RSK."""
+    return _same_across_steps(ctx, "UserDecryptKey", _rsk_octets)
+
+
+@check("consistency.uid-stable", reqs=("REQ-104",), clause="RFC 6508 6.1.1, Annex F")
+def uid_stable(ctx: CheckContext) -> Finding:
+    """Two key sets for the same identity and key period carry the same UserID."""
+    return _same_across_steps(ctx, "UserID", _user_id)
+
+
+@check(
+    "consistency.uids-differ",
+    reqs=("REQ-105",),
+    clause="Annex F",
+)
+def uids_differ(ctx: CheckContext) -> Finding:
+    """Key sets for different identities or key periods carry different UserIDs."""
+    pairs = 0
+    for (key_a, set_a), (key_b, set_b) in combinations(_labelled_key_sets(ctx), 2):
+        if key_a == key_b:
+            continue
+        uid_a, uid_b = _user_id(set_a), _user_id(set_b)
+        if uid_a is None or uid_b is None:
+            continue
+        pairs += 1
+        if uid_a == uid_b:
+            return violation(
+                f"the same UserID for {_describe(key_a)} and {_describe(key_b)}",
+                "different UserIDs",
+                uid_a.hex(),
+            )
+    if not pairs:
+        return skipped("no two key sets for different identities or periods")
+    return ok(f"UserIDs differ ({pairs} pair(s) compared)")
+
+
+@check(
+    "consistency.cert-stable",
+    reqs=("REQ-080",),
+    clause="D.3.2",
+    strength=Strength.SHOULD,
+    inferred=True,
+)
+def cert_stable(ctx: CheckContext) -> Finding:
+    """Every KMS Initialize of the case returns the same Root certificate."""
+    certificates = [c for r in _responses(ctx) if (c := _root_certificate(r)) is not None]
+    if len(certificates) < 2:
+        return skipped("fewer than two Root certificates to compare")
+    first = certificates[0]
+    for later in certificates[1:]:
+        for name in CERTIFICATE_IDENTITY:
+            if _normalized(first.get(name)) != _normalized(later.get(name)):
+                return violation(
+                    f"the Root certificate's {name} changed between calls",
+                    shorten(first.get(name)),
+                    shorten(later.get(name)),
+                )
+    return ok(f"the same Root certificate in {len(certificates)} responses")
+
+
+@check(
+    "consistency.cachenum",
+    reqs=("REQ-115", "REQ-010"),
+    clause="D.2",
+    strength=Strength.SHOULD,
+    inferred=True,
+)
+def cache_num(ctx: CheckContext) -> Finding:
+    """certcache/<current CacheNum> answers a cache with the same or a newer CacheNum."""
+    sent = _sent_cache_number(ctx)
+    if sent is None:
+        return skipped("the step sent no cache number")
+    cache = message_content(ctx, KmsCertCache)
+    if cache is None:
+        return violation(
+            f"certcache/{sent} answered without KmsCertCache", "KmsCertCache", content_name(ctx)
+        )
+    reported = parse_int(cache.attr("CacheNum"))
+    if reported is None or reported < sent:
+        return violation(
+            f"certcache/{sent} reports an older or no CacheNum",
+            f">= {sent}",
+            shorten(cache.attr("CacheNum")),
+        )
+    return ok(f"certcache/{sent} reports CacheNum {reported}")
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+_Label = tuple[str | None, int | None]
+
+
+def _same_across_steps(
+    ctx: CheckContext, what: str, value: Callable[[KmsKeySet], bytes | None]
+) -> Finding:
+    compared = 0
+    seen: dict[_Label, tuple[int, bytes]] = {}
+    for step, (label, key_set) in _stepped_key_sets(ctx):
+        current = value(key_set)
+        if current is None:
+            continue
+        earlier = seen.get(label)
+        if earlier is None:
+            seen[label] = (step, current)
+            continue
+        if earlier[0] == step:
+            continue
+        compared += 1
+        if earlier[1] != current:
+            return violation(
+                f"{what} differs between two calls for {_describe(label)}",
+                earlier[1].hex()[:32] + "...",
+                current.hex()[:32] + "...",
+            )
+    if not compared:
+        return skipped(f"no two calls for the same identity and period to compare {what}")
+    return ok(f"{what} identical across calls ({compared} comparison(s))")
+
+
+def _responses(ctx: CheckContext) -> list[KmsResponse]:
+    earlier = [getattr(item, "response", None) for item in ctx.history]
+    return [r for r in [*earlier, ctx.response] if isinstance(r, KmsResponse)]
+
+
+def _stepped_key_sets(ctx: CheckContext) -> Iterator[tuple[int, tuple[_Label, KmsKeySet]]]:
+    for step, response in enumerate(_responses(ctx)):
+        for key_set in _key_sets(response):
+            label = (key_set.get("UserUri"), parse_int(key_set.get("KeyPeriodNo")))
+            yield step, (label, key_set)
+
+
+def _labelled_key_sets(ctx: CheckContext) -> list[tuple[_Label, KmsKeySet]]:
+    return [entry for _, entry in _stepped_key_sets(ctx)]
+
+
+def _key_sets(response: KmsResponse) -> list[KmsKeySet]:
+    message = response.kms_message
+    content = message.content if message is not None else None
+    return list(content.key_sets) if isinstance(content, KmsKeyProv) else []
+
+
+def _root_certificate(response: KmsResponse) -> KmsCertificate | None:
+    message = response.kms_message
+    content = message.content if message is not None else None
+    if isinstance(content, KmsInit) and content.certificates:
+        return content.certificates[0]
+    return None
+
+
+def _rsk_octets(key_set: KmsKeySet) -> bytes | None:
+    content = key_set.keys.get("UserDecryptKey")
+    if content is None:
+        return None
+    if content.plaintext is not None:
+        return content.plaintext
+    return hex_octets(content.text) or None
+
+
+def _user_id(key_set: KmsKeySet) -> bytes | None:
+    text = key_set.get("UserID")
+    if text is None:
+        return None
+    try:
+        return uid.decode_user_id(text)
+    except CryptoError:
+        return text.strip().encode("utf-8")
+
+
+def _sent_cache_number(ctx: CheckContext) -> int | None:
+    number = ctx.params.get("number")
+    if isinstance(number, int) and not isinstance(number, bool):
+        return number
+    if number != "current":
+        return None
+    for item in reversed(ctx.history):
+        response = getattr(item, "response", None)
+        if not isinstance(response, KmsResponse):
+            continue
+        message = response.kms_message
+        content = message.content if message is not None else None
+        if isinstance(content, KmsCertCache):
+            return parse_int(content.attr("CacheNum"))
+    return None
+
+
+def _normalized(value: str | None) -> str | None:
+    return None if value is None else "".join(value.split()).lower()
+
+
+def _describe(label: _Label) -> str:
+    user, period = label
+    return f"{user or '(no UserUri)'} period {period if period is not None else '?'}"

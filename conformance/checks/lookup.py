@@ -1,0 +1,95 @@
+"""KMS Lookup and KMS Redirect upload checks: TS 33.180 D.3.1 (Rel-17) and the seed CR.
+
+The structure of ``KmsLookup`` is inferred (DESIGN.md section 7: ``UserUri`` then one or
+more ``KmsUri``), so its checks are marked inferred and their violations are warnings.
+"""
+
+from __future__ import annotations
+
+from conformance.checks.base import (
+    CheckContext,
+    Finding,
+    check,
+    content_name,
+    message_content,
+    ok,
+    shorten,
+    skipped,
+    violation,
+)
+from conformance.model import KmsLookup
+
+
+@check("lookup.present", reqs=("REQ-012",), clause="D.3.1 (Rel-17)")
+def lookup_present(ctx: CheckContext) -> Finding:
+    """KMS Lookup answers a KmsLookup in KmsMessage."""
+    if message_content(ctx, KmsLookup) is None:
+        return violation("no KmsLookup in the response", "KmsLookup", content_name(ctx))
+    return ok("KmsLookup present")
+
+
+@check("lookup.user-uri", reqs=("REQ-012",), clause="D.3.1 (Rel-17)", inferred=True)
+def lookup_user_uri(ctx: CheckContext) -> Finding:
+    """KmsLookup/UserUri is the SIP URI that was looked up."""
+    found = message_content(ctx, KmsLookup)
+    if found is None:
+        return skipped("no KmsLookup")
+    wanted = _requested_sip_uri(ctx)
+    if wanted is None:
+        return skipped("the step names no SIP URI")
+    if found.user_uri != wanted:
+        return violation("KmsLookup names another SIP URI", wanted, shorten(found.user_uri))
+    return ok(f"KmsLookup is for {wanted}")
+
+
+@check("lookup.kms-uri", reqs=("REQ-012",), clause="D.3.1 (Rel-17)", inferred=True)
+def lookup_kms_uri(ctx: CheckContext) -> Finding:
+    """KmsLookup gives the KMS URI the PIXIT associates with the SIP URI."""
+    found = message_content(ctx, KmsLookup)
+    if found is None:
+        return skipped("no KmsLookup")
+    sip_uri = _requested_sip_uri(ctx)
+    entries = ctx.target.pixit.lookup if ctx.target is not None else ()
+    wanted = next((e.kms_uri for e in entries if e.sip_uri == sip_uri), None)
+    if wanted is None:
+        return skipped(f"the PIXIT [[pixit.lookup]] has no entry for {sip_uri}")
+    if wanted not in found.kms_uris:
+        observed = ", ".join(found.kms_uris) or "(no KmsUri)"
+        return violation("KmsLookup gives another KMS URI", wanted, observed)
+    return ok(f"{sip_uri} belongs to {wanted}")
+
+
+@check(
+    "redirect.no-content",
+    reqs=("REQ-014", "REQ-013", "REQ-152"),
+    clause="seed CR (D.3.1)",
+    inferred=True,
+)
+def redirect_no_content(ctx: CheckContext) -> Finding:
+    """A successful redirect upload answers 2xx with no KmsMessage (no content)."""
+    exchange = ctx.exchange
+    if exchange is None:
+        return skipped("no HTTP exchange recorded (offline)")
+    if not exchange.answered or exchange.status is None:
+        return skipped(f"no HTTP answer: {exchange.error}")
+    if not 200 <= exchange.status < 300:
+        return violation("the upload was not accepted", "2xx", f"HTTP {exchange.status}")
+    if not exchange.body.strip():
+        return ok(f"HTTP {exchange.status} with no content")
+    response = ctx.response
+    if response is None:
+        return violation(
+            "the upload answer has content that is not a KmsResponse",
+            "no content",
+            f"{len(exchange.body)} octets",
+        )
+    if response.kms_error is not None:
+        return violation("a 2xx upload answer carries KmsError", "no content", "KmsError")
+    if response.kms_message is not None:
+        return violation("the upload answer carries a message", "no KmsMessage", content_name(ctx))
+    return ok(f"HTTP {exchange.status}, KmsResponse without KmsMessage")
+
+
+def _requested_sip_uri(ctx: CheckContext) -> str | None:
+    value = ctx.params.get("uri")
+    return value if isinstance(value, str) and value else None
