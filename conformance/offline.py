@@ -6,7 +6,6 @@ target file cannot be used (DESIGN.md section 5).
 
 from __future__ import annotations
 
-import copy
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +15,7 @@ from lxml import etree
 
 from conformance.checks import REGISTRY, CheckContext, HarnessError, run_check
 from conformance.checks.values import parse_datetime
-from conformance.crypto import CryptoError, xmlenc
 from conformance.model import (
-    XENC_NS,
     KmsCertCache,
     KmsCertificate,
     KmsInit,
@@ -29,17 +26,18 @@ from conformance.model import (
     parse_response,
 )
 from conformance.profiles import Profile, ProfileError, get_profile
-from conformance.target import Target, TargetFileError, User, load_target
+from conformance.protection import unprotect
+from conformance.target import Target, TargetFileError, load_target
 from conformance.verdicts import CheckResult, Outcome
-from conformance.xmlsafe import XmlRejected, hardened_parser, parse_xml
+from conformance.xmlsafe import XmlRejected, parse_xml
 
 REQUEST_TYPES = ("init", "keyprov", "certcache", "cert", "lookup")
 _CHECKS_BY_TYPE = {
-    "init": ("envelope.", "init.", "certificate."),
-    "keyprov": ("envelope.", "keyprov.", "keyset."),
-    "certcache": ("envelope.", "certcache.", "certificate."),
-    "cert": ("envelope.", "certcache.", "certificate."),
-    "lookup": ("envelope.",),
+    "init": ("envelope.", "init.", "certificate.", "security."),
+    "keyprov": ("envelope.", "keyprov.", "keyset.", "security."),
+    "certcache": ("envelope.", "certcache.", "certificate.", "security."),
+    "cert": ("envelope.", "certcache.", "certificate.", "security."),
+    "lookup": ("envelope.", "security."),
 }
 _NOT_OFFLINE = ("error.", "cert.requested")
 
@@ -78,7 +76,8 @@ def check_file(
         failed = CheckResult("envelope.root", Outcome.VIOLATION, str(exc), ("REQ-050",), "D.3.1")
         return OfflineResult(str(file), request_type or "unknown", [failed], notes)
     user = target.user if target else None
-    response = _plaintext_view(raw, user, notes)
+    response, protection = unprotect(raw, user, profile)
+    notes.extend(protection.notes)
     kind = request_type or _infer_request_type(response)
     if kind not in REQUEST_TYPES:
         raise UsageError(f"--request-type {kind!r} is not one of {', '.join(REQUEST_TYPES)}")
@@ -92,6 +91,8 @@ def check_file(
         raw=raw,
         init_certificate=init_cert,
         user=user,
+        target=target,
+        protection=protection,
         expected_user_uri=user.uri if user else None,
         request_instant=parse_datetime(raw.get("Time")),
         params={"offline": True},
@@ -148,26 +149,6 @@ def _read(file: Path) -> etree._Element:
         return parse_xml(data)
     except XmlRejected as exc:
         raise UsageError(f"{file}: {exc}") from None
-
-
-def _plaintext_view(raw: KmsResponse, user: User | None, notes: list[str]) -> KmsResponse:
-    message = raw.kms_message
-    encrypted = message.element.find(f"{{{XENC_NS}}}EncryptedData") if message else None
-    if encrypted is None:
-        return raw
-    if user is None or user.trk is None:
-        notes.append("KmsMessage is encrypted and no TrK was given (--target): content unchecked")
-        return raw
-    document = copy.deepcopy(raw.root if raw.root is not None else raw.element)
-    target = document.find(f".//{{{XENC_NS}}}EncryptedData")
-    assert target is not None
-    try:
-        plaintext = xmlenc.decrypt_content(target, user.trk.key.reveal())
-        xmlenc.replace_with_plaintext(target, plaintext, hardened_parser())
-    except CryptoError as exc:
-        notes.append(f"KmsMessage could not be decrypted with the TrK: {exc}")
-        return raw
-    return parse_response(document, raw.namespace)
 
 
 def _infer_request_type(response: KmsResponse) -> str:

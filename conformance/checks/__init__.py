@@ -10,6 +10,7 @@ from conformance.checks import (  # importing registers their checks
     errors,
     keyset,
     lookup,
+    security,
     transport,
 )
 from conformance.checks.base import (
@@ -38,5 +39,6 @@ __all__ = [
     "keyset",
     "lookup",
     "run_check",
+    "security",
     "transport",
 ]
