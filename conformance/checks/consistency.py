@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from itertools import combinations
+from urllib.parse import unquote
 
 from conformance.checks.base import (
     CheckContext,
@@ -207,19 +208,11 @@ def _user_id(key_set: KmsKeySet) -> bytes | None:
 
 
 def _sent_cache_number(ctx: CheckContext) -> int | None:
-    number = ctx.params.get("number")
-    if isinstance(number, int) and not isinstance(number, bool):
-        return number
-    if number != "current":
-        return None
-    for item in reversed(ctx.history):
-        response = getattr(item, "response", None)
-        if not isinstance(response, KmsResponse):
-            continue
-        message = response.kms_message
-        content = message.content if message is not None else None
-        if isinstance(content, KmsCertCache):
-            return parse_int(content.attr("CacheNum"))
+    # "number: current" is resolved by the probe inside the step, so the path tells.
+    path = str(ctx.params.get("request_path") or "")
+    head, _, number = path.rstrip("/").rpartition("/")
+    if head.endswith("/certcache"):
+        return parse_int(unquote(number))
     return None
 
 

@@ -91,5 +91,6 @@ def redirect_no_content(ctx: CheckContext) -> Finding:
 
 
 def _requested_sip_uri(ctx: CheckContext) -> str | None:
-    value = ctx.params.get("uri")
+    # The engine puts the decoded path segment here; "known"/"unknown" in the step are names.
+    value = ctx.params.get("requested_sip_uri")
     return value if isinstance(value, str) and value else None
