@@ -1,0 +1,78 @@
+"""Reporters: results.json, junit.xml, report.html and evidence/ (DESIGN.md sections 5, 6).
+
+``write_reports`` is the one entry point the run command calls. Every file goes through one
+``Redactor`` built from the run's secrets plus the private key material found in the
+recorded bodies, and is written to a temporary file first and renamed into place, so an
+interrupted run never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from conformance.report import html, junit
+from conformance.report.evidence import atomic_write, case_dirs, write_case_evidence
+from conformance.report.redact import Redactor, key_material
+from conformance.report.results_json import build_document, to_bytes
+from conformance.results import RunResult, SecretValue
+
+__all__ = ["Redactor", "redactor_for_run", "write_reports"]
+
+
+def write_reports(run: RunResult, out_dir: Path) -> dict[str, Path]:
+    """Write results.json, junit.xml, report.html and evidence/ into ``out_dir`` (created).
+
+    Returns the paths by kind: ``results``, ``junit``, ``html``, ``evidence``. An earlier
+    ``evidence/`` in ``out_dir`` is replaced as a whole.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    redactor = redactor_for_run(run)
+    dirs = case_dirs(case.id for case in run.cases)
+    document = build_document(run, redactor, dirs)
+    paths = {
+        "results": out_dir / "results.json",
+        "junit": out_dir / "junit.xml",
+        "html": out_dir / "report.html",
+        "evidence": out_dir / "evidence",
+    }
+    _write_evidence_tree(run, redactor, dirs, paths["evidence"])
+    atomic_write(paths["results"], to_bytes(document))
+    atomic_write(paths["junit"], junit.render(run, redactor, dirs))
+    atomic_write(paths["html"], html.render(run, redactor, document).encode("utf-8"))
+    return paths
+
+
+def redactor_for_run(run: RunResult) -> Redactor:
+    """The redactor for everything written about ``run``: its secrets plus the RSK/SSK and
+    new TrK/InK material found in its bodies, so check messages quoting them are covered."""
+    found: list[SecretValue] = []
+    for case in run.cases:
+        for step in case.steps:
+            for body in (step.exchange.body, step.exchange.request.body, step.plaintext or b""):
+                found.extend(key_material(body))
+    return Redactor([*run.secrets, *found])
+
+
+def _write_evidence_tree(
+    run: RunResult, redactor: Redactor, dirs: dict[str, str], evidence: Path
+) -> None:
+    """Build evidence/ beside its final place, then swap it in with renames."""
+    staging = Path(tempfile.mkdtemp(prefix=".evidence-", dir=evidence.parent))
+    try:
+        for case in run.cases:
+            write_case_evidence(case, staging / dirs[case.id], redactor)
+        os.chmod(staging, 0o755)
+        old = None
+        if evidence.exists():
+            old = Path(tempfile.mkdtemp(prefix=".evidence-old-", dir=evidence.parent))
+            os.replace(evidence, old / "evidence")
+        os.replace(staging, evidence)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

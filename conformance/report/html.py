@@ -1,0 +1,161 @@
+"""report.html: the single-file conformance report a test lab archives or prints.
+
+One self-contained file: inline CSS, a few lines of inline JS (open every details block
+before printing), no network reference. Rendered by jinja2 with autoescaping on, from data
+that has already been redacted, so neither a hostile KMS response nor a secret can reach
+the page as markup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from conformance.report.evidence import step_dir
+from conformance.report.redact import Redactor
+from conformance.report.results_json import SECTIONS, redact_tree
+from conformance.results import RunResult, StepRecord
+
+TEMPLATE = "report.html.j2"
+# Bodies shown inline are cut here; the evidence files keep them whole.
+BODY_EXCERPT_CHARS = 4000
+ATTENTION = ("fail", "error", "inconc")
+TESTED = ("pass", "fail", "inconc", "error")
+
+
+def render(run: RunResult, redactor: Redactor, document: Mapping[str, Any]) -> str:
+    """The HTML report for ``run``; ``document`` is its (redacted) results.json document."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env.get_template(TEMPLATE).render(**view(run, redactor, document))
+
+
+def verdict_banner(summary: Mapping[str, int]) -> tuple[str, str]:
+    """(state, text) of the banner: any fail -> not conformant; any inconc or error ->
+    inconclusive; no case passed -> inconclusive; else conformant."""
+    if summary.get("fail", 0):
+        return "not-conformant", "Not conformant"
+    if summary.get("inconc", 0) or summary.get("error", 0):
+        return "inconclusive", "Inconclusive"
+    if not summary.get("pass", 0):
+        return "inconclusive", "Inconclusive: no applicable case ran"
+    return "conformant", "Conformant"
+
+
+def view(run: RunResult, redactor: Redactor, document: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything the template shows, redacted."""
+    summary = document["summary"]
+    state, banner = verdict_banner(summary)
+    cases = [dict(case) for case in document["cases"]]  # the document itself stays as is
+    steps_by_case = {
+        case.id: [_step_view(i, step, redactor) for i, step in enumerate(case.steps, 1)]
+        for case in run.cases
+    }
+    for doc_case, case in zip(cases, run.cases, strict=True):
+        doc_case["steps"] = steps_by_case[case.id]
+        doc_case["anchor"] = "case-" + doc_case["evidence"].split("/")[1]
+        doc_case["description"] = redactor.text(case.description)
+    areas: dict[str, list[dict[str, Any]]] = {}
+    for doc_case in cases:
+        areas.setdefault(doc_case["area"] or "general", []).append(doc_case)
+    rank = {verdict: i for i, verdict in enumerate(ATTENTION)}
+    attention = sorted((c for c in cases if c["verdict"] in rank), key=lambda c: rank[c["verdict"]])
+    ordered = attention + [c for c in cases if c["verdict"] not in rank]
+    target = dict(document["target"])
+    pics = target.pop("pics", None) or redact_tree(run.pics, redactor)
+    warnings = [
+        {"case": c, "check": check}
+        for c in cases
+        for check in c["checks"]
+        if check["outcome"] == "warning"
+    ]
+    return {
+        "title": f"KMS conformance report: {target.get('base_url', '')}".rstrip(": "),
+        "state": state,
+        "banner": banner,
+        "summary": summary,
+        "doc": document,
+        "target": target,
+        "pics": pics,
+        "attention": attention,
+        "areas": areas,
+        "ordered": ordered,
+        "warnings": warnings,
+        "requirements": document["requirements"],
+        "coverage": _coverage(document["requirements"]),
+        "case_anchor": {c["id"]: c["anchor"] for c in cases},
+    }
+
+
+def _step_view(index: int, step: StepRecord, redactor: Redactor) -> dict[str, Any]:
+    exchange = step.exchange
+    request = exchange.request
+    directory = step_dir(index, step)
+    files = ["request.txt", "response.txt", "response.body"]
+    if step.plaintext is not None:
+        files.append("plaintext.xml")
+    status = (
+        f"{exchange.status} {exchange.reason}".strip()
+        if exchange.status is not None
+        else f"no response: {exchange.error_kind or 'error'}: {exchange.error or ''}"
+    )
+    return {
+        "dir": directory,
+        "label": redactor.text(step.label),
+        "request_line": redactor.text(f"{request.method} {request.url}"),
+        "token_variant": redactor.text(request.token_variant),
+        "body_variant": redactor.text(request.body_variant),
+        "status": redactor.text(status),
+        "elapsed_ms": round(exchange.elapsed_s * 1000),
+        "request_body": _excerpt(redactor.bytes(request.body)),
+        "response_body": _excerpt(redactor.bytes(exchange.body)),
+        "plaintext": None if step.plaintext is None else _excerpt(redactor.bytes(step.plaintext)),
+        "files": files,
+        "notes": [redactor.text(note) for note in exchange.notes],
+    }
+
+
+def _excerpt(body: bytes) -> str:
+    text = body.decode("utf-8", errors="replace")
+    if len(text) > BODY_EXCERPT_CHARS:
+        return text[:BODY_EXCERPT_CHARS] + f"\n... ({len(text) - BODY_EXCERPT_CHARS} more)"
+    return text
+
+
+def _coverage(requirements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    titles = {letter: title for letter, title, _low, _high in SECTIONS}
+    letters = [letter for letter, *_ in SECTIONS]
+    if any(not r["section"] for r in requirements):
+        letters.append("")
+    for letter in letters:
+        reqs = [r for r in requirements if r["section"] == letter]
+        if not reqs:
+            continue
+        verdicts = [r["verdict"] for r in reqs]
+        testable = len(reqs) - verdicts.count("untestable")
+        tested = sum(1 for v in verdicts if v in TESTED)
+        rows.append(
+            {
+                "section": letter or "-",
+                "title": titles.get(letter, "Other"),
+                "total": len(reqs),
+                "testable": testable,
+                "tested": tested,
+                "pass": verdicts.count("pass"),
+                "fail": verdicts.count("fail"),
+                "other": tested - verdicts.count("pass") - verdicts.count("fail"),
+                "na": verdicts.count("n/a"),
+                "not_tested": verdicts.count("not tested"),
+                "percent": round(100 * tested / testable) if testable else 0,
+            }
+        )
+    return rows
