@@ -99,6 +99,8 @@ _SIGNED_VARIANTS: Final = frozenset(
 _NEGATIVE_TOKENS: Final = ("expired", "wrong_scope", "malformed", "bad_signature")
 _RAW_TARGET: Final = "kms_conformance.raw_target"
 _MAX_ERROR_CHARS: Final = 300
+# A raw path goes out as written, except what cannot stand in a request line.
+_VISIBLE_ASCII: Final = "".join(chr(code) for code in range(0x21, 0x7F))
 
 
 class MissingInput(Exception):
@@ -203,24 +205,10 @@ class Probe:
         """
         try:
             prepared = self._prepare(step, label)
+            request = self._build(prepared)
         except _StepError as problem:
-            return self._record(
-                Exchange(
-                    label,
-                    RecordedRequest(
-                        method=str(step.get("method", "POST")),
-                        url="",
-                        path="",
-                        headers=(),
-                        body=b"",
-                        token_variant=str(step.get("token", "valid")),
-                        body_variant=str(step.get("body", "none")),
-                    ),
-                    error=str(problem),
-                    error_kind="usage",
-                )
-            )
-        return self._record(self._exchange(label, prepared))
+            return self._record(_unsent(label, step, str(problem)))
+        return self._record(self._exchange(label, prepared, request))
 
     def init_response(self) -> bytes | None:
         """The body of one valid KMS Initialize (user 1, valid token), fetched once.
@@ -312,10 +300,10 @@ class Probe:
             path = step.get("path")
             if not isinstance(path, str) or not path:
                 raise _StepError("a raw request needs a path")
-            path = path if path.startswith("/") else "/" + path
+            path = quote(path if path.startswith("/") else "/" + path, safe=_VISIBLE_ASCII)
             parts = urlsplit(base)
             url = urlunsplit((parts.scheme, parts.netloc, "", "", "")) + path
-            raw_target = path.encode("ascii", "backslashreplace")
+            raw_target = path.encode("ascii")
         scheme = str(step.get("scheme", "https")).lower()
         if scheme not in ("https", "http"):
             raise _StepError(f"scheme {scheme!r} is not https or http")
@@ -477,14 +465,22 @@ class Probe:
 
     # -- sending -----------------------------------------------------------------------
 
-    def _exchange(self, label: str, prepared: _Prepared) -> Exchange:
-        request = self._client.build_request(
-            prepared.method,
-            prepared.url,
-            content=prepared.body,
-            headers=prepared.headers,
-            extensions={_RAW_TARGET: prepared.raw_target} if prepared.raw_target else None,
-        )
+    def _build(self, prepared: _Prepared) -> httpx.Request:
+        try:
+            return self._client.build_request(
+                prepared.method,
+                prepared.url,
+                content=prepared.body,
+                headers=prepared.headers,
+                extensions={_RAW_TARGET: prepared.raw_target} if prepared.raw_target else None,
+            )
+        except httpx.InvalidURL as exc:
+            raise _StepError(_flat(f"the request URL is not usable: {exc}")) from None
+        except (httpx.HTTPError, ValueError, TypeError) as exc:
+            # Only the exception type: a header value (a token) may be in its message.
+            raise _StepError(f"the request could not be built ({type(exc).__name__})") from None
+
+    def _exchange(self, label: str, prepared: _Prepared, request: httpx.Request) -> Exchange:
         path = (prepared.raw_target or request.url.raw_path).decode("ascii", "replace")
         exchange = Exchange(
             label,
@@ -619,6 +615,23 @@ class _SigningPlan:
 
 class _StepError(Exception):
     """A step the probe cannot build: a catalogue or engine bug, not a target problem."""
+
+
+def _unsent(label: str, step: Mapping[str, Any], problem: str) -> Exchange:
+    return Exchange(
+        label,
+        RecordedRequest(
+            method=str(step.get("method", "POST")),
+            url="",
+            path="",
+            headers=(),
+            body=b"",
+            token_variant=str(step.get("token", "valid")),
+            body_variant=str(step.get("body", "none")),
+        ),
+        error=problem,
+        error_kind="usage",
+    )
 
 
 class _RequestBuilder:
@@ -981,7 +994,10 @@ def _classify(exc: BaseException, timeout_s: float, in_body: bool) -> tuple[str,
         return "protocol", _flat(f"{where}: {_cause_text(exc)}")
     if isinstance(exc, httpx.WriteError | httpcore.WriteError):
         return "protocol", _flat(f"sending the request failed: {_cause_text(exc)}")
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL | httpx.LocalProtocolError):
+    if isinstance(exc, httpx.LocalProtocolError | httpcore.LocalProtocolError):
+        # Not the message: h11 quotes the offending header, which may be the token.
+        return "usage", "the request could not be sent: HTTP/1.1 refuses one of its headers"
+    if isinstance(exc, httpx.UnsupportedProtocol | httpcore.UnsupportedProtocol):
         return "usage", _flat(f"the request could not be sent: {_cause_text(exc)}")
     return "protocol", _flat(f"{type(exc).__name__}: {_cause_text(exc)}")
 

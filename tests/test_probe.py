@@ -560,6 +560,17 @@ def test_request_goes_over_the_wire_as_recorded() -> None:
     assert exchange.tls is None  # plain HTTP: no TLS facts
 
 
+def test_unsendable_token_is_a_usage_error_that_does_not_quote_it() -> None:
+    target = plain_target("http://127.0.0.1:1/keymanagement/identity/v1")
+    broken = replace(target, users=(User(ALICE, Secret(b"s3cr3t\r\nX-Injected: 1")),))
+    with raw_server(fixed(http_response("200 OK"))) as server:
+        broken = replace(broken, target=replace(broken.target, base_url=server.base_url))
+        _, exchange = timed_init(broken)
+        assert not any(b"X-Injected" in head for head in server.requests)
+    assert exchange.error_kind == "usage" and exchange.status is None
+    assert "s3cr3t" not in (exchange.error or "")
+
+
 def test_server_certificate_from_another_ca_is_a_tls_error(tmp_path: Path, kms: ServedKms) -> None:
     other = make_pki(tmp_path / "other", "some other CA")
     with raw_server(fixed(http_response("200 OK")), tls=other.server_context()) as server:
