@@ -243,9 +243,7 @@ def _find_signatures(raw: KmsResponse) -> tuple[str, list[etree._Element]] | Non
     # Signatures of SignedKmsCertificate inside KmsMessage sign certificates, not responses.
     message = raw.kms_message.element if raw.kms_message else None
     elsewhere = [
-        s
-        for s in document.iter(_ds("Signature"))
-        if message is None or not _is_inside(s, message)
+        s for s in document.iter(_ds("Signature")) if message is None or not _is_inside(s, message)
     ]
     return ("elsewhere", elsewhere) if elsewhere else None
 
@@ -327,7 +325,7 @@ def _decrypted_view(
         encryption.error = "AES-GCM tag does not verify with the TrK (wrong key or altered data)"
         return view
     except CryptoError as exc:
-        encryption.error = f"not decrypted with the TrK: {exc}"
+        encryption.error = str(exc)
         return view
     encryption.decrypted = True
     encryption.plaintext = plaintext
@@ -502,7 +500,7 @@ def _unwrap(
         except DecryptionError:
             error = "does not unwrap with the TrK (integrity check fails: wrong key or altered)"
         except CryptoError as exc:
-            error = f"not unwrapped with the TrK: {exc}"
+            error = f"does not unwrap with the TrK: {exc}"
     facts = WrappedKeyFacts(
         **common,
         has_encrypted_key=True,
