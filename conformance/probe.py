@@ -481,12 +481,14 @@ class Probe:
             raise _StepError(f"the request could not be built ({type(exc).__name__})") from None
 
     def _exchange(self, label: str, prepared: _Prepared, request: httpx.Request) -> Exchange:
-        path = (prepared.raw_target or request.url.raw_path).decode("ascii", "replace")
+        # Only our own transport sends a raw path verbatim; httpx normalizes it otherwise.
+        verbatim = prepared.raw_target if not self._in_process else None
+        path = (verbatim or request.url.raw_path).decode("ascii", "replace")
         exchange = Exchange(
             label,
             RecordedRequest(
                 method=prepared.method,
-                url=prepared.url if prepared.raw_target else str(request.url),
+                url=prepared.url if verbatim else str(request.url),
                 path=path,
                 headers=tuple(
                     (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
