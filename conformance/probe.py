@@ -11,8 +11,10 @@ step depends on failed (the case is inconc).
 Requests (kms-interface.md section 3, DESIGN.md section 7): every type is a POST under the
 target's ``base_url``; identities in the path are one percent-encoded segment. Bodies
 (section 4): ``KmsRequest`` in the profile namespace and order, or ``SignedKmsRequest`` =
-``KmsRequest`` (with ``Id``) + enveloping-free ``ds:Signature`` (HMAC-SHA256, C14N 1.0,
-``KeyName`` = base64 key ID), signed with the InK when the user has one, else the TrK.
+``KmsRequest`` (with ``Id``) followed by its sibling ``ds:Signature`` (Reference ``#Id``,
+no enveloped-signature transform since the Signature lies outside what it signs;
+HMAC-SHA256, C14N 1.0, SHA-256, ``KeyName`` = base64 key ID), signed with the InK when the
+user has one, else the TrK, as refkms/requests.py reads it.
 
 Every exchange, preliminary ones included, is appended to ``Probe.exchanges`` in order.
 The request headers are recorded as sent, Authorization included: redaction is the
@@ -610,7 +612,7 @@ class _Prepared:
 
 @dataclass(frozen=True)
 class _SigningPlan:
-    key: bytes
+    key: bytes = field(repr=False)
     key_id: bytes  # what Signature-ID and ds:KeyName name
     flip_signature: bool = False
 
