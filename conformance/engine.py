@@ -255,7 +255,7 @@ class Runner:
                 expected_uri = after[0]
                 params["requested_uri"] = after[0]
             if len(after) > 1 and _NTP_SEGMENT.match(after[1]):
-                requested_ntp = int(after[1], 16)
+                requested_ntp = int(after[1], 16) >> 32  # NTP seconds: the upper 32 bits
         elif step.request == "cert":
             after = _after(segments, "cert")
             if after:
@@ -294,12 +294,16 @@ class Runner:
         self, case: Case, step: Step, exchange: Exchange, parsed: _Parsed
     ) -> list[CheckResult]:
         strength = Strength(case.strength)
+        # Over plain HTTP a refused connection is as good as a refusing status (REQ-001).
+        refused = exchange.status is None and step.spec.get("scheme") == "http"
         results = [
             self._expect(
                 case,
                 "expect.status",
-                good=exchange.status is not None and step.status_ok(exchange.status),
-                what=f"HTTP status {exchange.status}",
+                good=refused or (exchange.status is not None and step.status_ok(exchange.status)),
+                what=f"no HTTP answer ({exchange.error})"
+                if refused
+                else f"HTTP status {exchange.status}",
                 expected=step.status_text,
                 observed=str(exchange.status),
                 strength=strength,
@@ -377,7 +381,7 @@ def collect_secrets(target: Target) -> list[SecretValue]:
     found: list[SecretValue] = []
     for index, user in enumerate(target.users, start=1):
         if user.token is not None:
-            found.append(SecretValue(f"token-user{index}", user.token.reveal().encode()))
+            found.append(SecretValue(f"token-user{index}", user.token.reveal()))
         if user.trk is not None:
             found.append(SecretValue("trk", user.trk.key.reveal()))
         if user.ink is not None:
@@ -385,7 +389,7 @@ def collect_secrets(target: Target) -> list[SecretValue]:
     for name in ("expired", "wrong_scope", "malformed", "bad_signature"):
         token = getattr(target.tokens, name)
         if token is not None:
-            found.append(SecretValue(f"token-{name}", token.reveal().encode()))
+            found.append(SecretValue(f"token-{name}", token.reveal()))
     return [s for s in found if s.value]
 
 
