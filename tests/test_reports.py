@@ -603,8 +603,6 @@ def test_redactor_forms_and_rules() -> None:
     for form in secret_forms(TRK):
         out = redactor.bytes(b"x" + form + b"y")
         assert form not in out and b"<redacted trk sha256:" in out
-    mixed = TRK.hex()[:10].upper() + TRK.hex()[10:]
-    assert "redacted trk" in redactor.text(mixed)
     assert redactor.text("Authorization: Bearer not-a-known-token").startswith(
         "Authorization: Bearer <redacted token sha256:"
     )
