@@ -287,3 +287,129 @@ def test_encapsulate_decapsulate_round_trip(ssv: bytes, uid: bytes) -> None:
 @given(uid=st.binary(min_size=32, max_size=32))
 def test_issued_rsk_validates(uid: bytes) -> None:
     assert sakke.validate_rsk(Z_RFC, uid, sakke.issue_rsk(_hex("z"), uid))
+
+
+# --- the fixed-argument path of validate_rsk ---------------------------------------------
+
+
+def _add(left: tuple[int, int] | None, right: tuple[int, int] | None) -> tuple[int, int] | None:
+    # Affine addition on y^2 = x^3 - 3x, written out here so that the expected points do
+    # not come from the code under test; None is the point at infinity.
+    p = sakke.P
+    if left is None:
+        return right
+    if right is None:
+        return left
+    (x1, y1), (x2, y2) = left, right
+    if x1 == x2 and (y1 + y2) % p == 0:
+        return None
+    if left == right:
+        slope = (3 * x1 * x1 - 3) * pow(2 * y1, -1, p) % p
+    else:
+        slope = (y2 - y1) * pow(x2 - x1, -1, p) % p
+    x3 = (slope * slope - x1 - x2) % p
+    return x3, (slope * (x1 - x3) - y1) % p
+
+
+def _order_four_point() -> tuple[int, int]:
+    # [2]T = (0, 0) exactly when x^2 = -3; one of the two roots has a rational y.
+    p = sakke.P
+    root = pow(p - 3, (p + 1) // 4, p)
+    for x in (root, p - root):
+        rhs = (x**3 - 3 * x) % p
+        y = pow(rhs, (p + 1) // 4, p)
+        if y * y % p == rhs:
+            return x, y
+    raise AssertionError("no rational point of order 4")
+
+
+def _pf_multiply(left: int, right: int) -> int:
+    # PF_p elements x and y are the classes of 1 + i*x and 1 + i*y (RFC 6508 section 16.2).
+    p = sakke.P
+    return (left + right) * pow(1 - left * right, -1, p) % p
+
+
+@settings(max_examples=4, deadline=None)
+@given(
+    k_p=st.integers(min_value=2, max_value=sakke.Q - 1),
+    k_z=st.integers(min_value=2, max_value=sakke.Q - 1),
+)
+def test_fixed_argument_product_equals_two_plain_pairings(k_p: int, k_z: int) -> None:
+    s_p = sakke.decode_point(sakke.public_key_from_master(k_p))
+    s_z = sakke.decode_point(sakke.public_key_from_master(k_z))
+    tables = sakke._line_tables(Z_RFC)
+    assert tables is not None
+    real, imag = sakke._fixed_miller_product(tables, s_p, s_z)
+    z_point = (_hex("Zx"), _hex("Zy"))
+    expected = _pf_multiply(sakke.pairing((sakke.PX, sakke.PY), s_p), sakke.pairing(z_point, s_z))
+    assert imag * pow(real, -1, sakke.P) % sakke.P == expected
+
+
+def test_pairing_is_symmetric_on_the_subgroup() -> None:
+    # The fixed-argument path swaps the arguments of <RSK, P> and <RSK, Z>.
+    rsk = sakke.decode_point(RSK_RFC)
+    z_point = (_hex("Zx"), _hex("Zy"))
+    assert sakke.pairing(rsk, z_point) == sakke.pairing(z_point, rsk)
+
+
+@pytest.mark.parametrize("torsion", ["order-2", "order-4", "order-4-negated"])
+def test_rsk_plus_small_torsion_is_invalid(torsion: str) -> None:
+    # <P, .> and <Z, .> cannot see a component of order 2 or 4, so only the subgroup
+    # check stands between such an RSK and a wrong True.
+    t4 = _order_four_point()
+    point = {"order-2": (0, 0), "order-4": t4, "order-4-negated": (t4[0], sakke.P - t4[1])}
+    shifted = _add(sakke.decode_point(RSK_RFC), point[torsion])
+    assert shifted is not None
+    assert not sakke.validate_rsk(Z_RFC, B_RFC, sakke.encode_point(shifted))
+
+
+@settings(max_examples=6, deadline=None)
+@given(start=st.integers(min_value=2, max_value=sakke.P - 1))
+def test_subgroup_check_agrees_with_the_pairing_on_curve_points(start: int) -> None:
+    p = sakke.P
+    x = start
+    while True:
+        rhs = (x**3 - 3 * x) % p
+        y = pow(rhs, (p + 1) // 4, p)
+        if y * y % p == rhs and y != 0:
+            break
+        x += 1
+    for point in ((x, y), _add((x, y), _add((x, y), (x, y))), _multiply_by_four((x, y))):
+        assert point is not None
+        try:
+            sakke.pairing(point, (sakke.PX, sakke.PY))
+            in_subgroup = True
+        except InvalidPoint:
+            in_subgroup = False
+        assert sakke._in_order_q_subgroup(point) is in_subgroup
+
+
+def _multiply_by_four(point: tuple[int, int]) -> tuple[int, int] | None:
+    twice = _add(point, point)
+    return _add(twice, twice)
+
+
+@settings(max_examples=4, deadline=None)
+@given(
+    uid=st.binary(min_size=1, max_size=40).filter(lambda u: int.from_bytes(u, "big") % sakke.Q > 1),
+    wrong=st.integers(min_value=2, max_value=10**6),
+)
+def test_validate_rsk_agrees_with_one_plain_pairing(uid: bytes, wrong: int) -> None:
+    z_point = (_hex("Zx"), _hex("Zy"))
+    a = int.from_bytes(uid, "big")
+    q_point = _add(sakke.decode_point(sakke.public_key_from_master(a % sakke.Q)), z_point)
+    assert q_point is not None
+    right = sakke.issue_rsk(_hex("z"), uid)
+    other = sakke.public_key_from_master(wrong)
+    for rsk in (right, other):
+        plain = sakke.pairing(sakke.decode_point(rsk), q_point) == sakke.G
+        assert sakke.validate_rsk(Z_RFC, uid, rsk) is plain
+    assert sakke.validate_rsk(Z_RFC, uid, right)
+    assert not sakke.validate_rsk(Z_RFC, uid, other)
+
+
+def test_validate_rsk_for_identifier_zero_mod_q_uses_the_plain_loop() -> None:
+    uid = sakke.Q.to_bytes(128, "big")
+    rsk = sakke.issue_rsk(_hex("z"), uid)
+    assert sakke.validate_rsk(Z_RFC, uid, rsk)
+    assert not sakke.validate_rsk(Z_RFC, uid, RSK_RFC)
