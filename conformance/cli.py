@@ -66,6 +66,7 @@ def _build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="re-send the recorded requests of one case")
     replay.add_argument("dir", metavar="DIR")
     replay.add_argument("case_id", metavar="CASE-ID")
+    replay.add_argument("--target", metavar="FILE", help="send to this target instead")
 
     coverage = sub.add_parser(
         "coverage", help="requirement coverage of the catalogue (COVERAGE.md)"
@@ -115,6 +116,12 @@ def _run(args: argparse.Namespace) -> int:
     return run(options)
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from conformance import replay
+
+    return replay.main(args.dir, args.case_id, args.target)
+
+
 def _list(args: argparse.Namespace) -> int:
     from conformance.runcmd import list_cases
 
@@ -147,6 +154,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": _list,
     "explain": _explain,
     "coverage": _coverage,
+    "replay": _replay,
     "serve": _delegate_to_refkms,
     "faults": _delegate_to_refkms,
 }

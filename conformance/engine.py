@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,9 @@ from conformance.results import CaseResult, SecretValue, StepRecord
 from conformance.target import Target, User
 from conformance.verdicts import CheckResult, Outcome, Strength, Verdict, fold_checks, worse
 from conformance.xmlsafe import XmlRejected, parse_xml
+
+# How a step's request goes out: the probe builds it (a run) or evidence supplies it (replay).
+Sender = Callable[[Mapping[str, Any], str], Exchange]
 
 _MESSAGE_ELEMENTS = ("KmsInit", "KmsKeyProv", "KmsCertCache", "KmsLookup")
 _KEY_ELEMENTS = re.compile(rb"UserDecryptKey|UserSigningKeySSK|KmsKeySet")
@@ -113,7 +117,7 @@ class Runner:
 
     # -- one case -------------------------------------------------------------------------
 
-    def run_case(self, case: Case) -> CaseResult:
+    def run_case(self, case: Case, sender: Sender | None = None) -> CaseResult:
         started = time.monotonic()
         result = CaseResult(
             id=case.id,
@@ -128,7 +132,7 @@ class Runner:
             description=case.purpose,
         )
         try:
-            self._run(case, result)
+            self._run(case, result, sender or self.probe.send)
         except HarnessError as exc:
             result.verdict, result.reason = Verdict.ERROR, f"harness error: {exc}"
         except Exception as exc:  # a harness bug: the case says so, the run goes on
@@ -137,7 +141,7 @@ class Runner:
         result.duration_s = time.monotonic() - started
         return result
 
-    def _run(self, case: Case, result: CaseResult) -> None:
+    def _run(self, case: Case, result: CaseResult, send: Sender) -> None:
         if not pics_applies(case.pics, pics_values(self.target)):
             result.verdict = Verdict.NA
             result.reason = f"PICS: the target does not claim {case.pics}"
@@ -151,7 +155,7 @@ class Runner:
         named_results: list[CheckResult] = []
         for step in case.steps:
             try:
-                exchange = self.probe.send(step.spec, step.label)
+                exchange = send(step.spec, step.label)
             except MissingInput as exc:
                 result.verdict, result.reason = Verdict.NA, f"PIXIT: {exc}"
                 return

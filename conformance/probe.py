@@ -212,6 +212,49 @@ class Probe:
             return self._record(_unsent(label, step, str(problem)))
         return self._record(self._exchange(label, prepared, request))
 
+    def resend(
+        self,
+        label: str,
+        *,
+        method: str,
+        path: str,
+        body: bytes,
+        token_variant: str = "valid",
+        user: int = 1,
+        scheme: str = "https",
+    ) -> Exchange:
+        """Send a recorded request again (``kms-conformance replay``): the same method,
+        path and body bytes, to this probe's target, with a fresh token of the recorded
+        variant. Raises ``MissingInput`` when that token is not in the target file."""
+        origin = urlsplit(self.target.target.base_url)
+        url = f"{scheme}://{origin.netloc}{path}"
+        headers = {
+            "User-Agent": f"kms-conformance/{__version__}",
+            "Accept": "application/xml",
+            "Accept-Encoding": "identity",
+        }
+        token = self._token(token_variant, user)
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if body:
+            headers["Content-Type"] = "application/xml"
+        prepared = _Prepared(
+            method.upper(),
+            url,
+            path.encode("ascii", "replace"),
+            headers,
+            body,
+            token_variant,
+            "recorded",
+            ["replayed from recorded evidence"],
+        )
+        try:
+            request = self._build(prepared)
+        except _StepError as problem:
+            step = {"request": "raw", "method": method, "path": path}
+            return self._record(_unsent(label, step, str(problem)))
+        return self._record(self._exchange(label, prepared, request))
+
     def init_response(self) -> bytes | None:
         """The body of one valid KMS Initialize (user 1, valid token), fetched once.
 
