@@ -6,6 +6,7 @@ certificate of ``KmsCertCache``. Public keys are validated with RFC 6507 / RFC 6
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from conformance.checks.base import (
@@ -77,7 +78,7 @@ def pub_enc_key(ctx: CheckContext) -> Finding:
         value = hex_octets(cert.get("PubEncKey"))
         if value is None:
             return f"PubEncKey is not hexBinary ({shorten(cert.get('PubEncKey'), 40)})"
-        if not sakke.validate_public_key(value):
+        if not _pub_enc_key_valid(value):
             return f"PubEncKey ({len(value)} octets) is not a SAKKE point of order q"
         return None
 
@@ -92,7 +93,7 @@ def pub_auth_key(ctx: CheckContext) -> Finding:
         value = hex_octets(cert.get("PubAuthKey"))
         if value is None:
             return f"PubAuthKey is not hexBinary ({shorten(cert.get('PubAuthKey'), 40)})"
-        if not eccsi.validate_public_auth_key(value):
+        if not _pub_auth_key_valid(value):
             return f"PubAuthKey ({len(value)} octets) is not a P-256 point"
         return None
 
@@ -265,3 +266,15 @@ def _each(ctx: CheckContext, rule: Callable[[KmsCertificate], str | None], summa
         return f"certificate {shorten(cert.kms_uri, 40)}"
 
     return first_violation(_certificates(ctx), rule, label, "certificate", summary)
+
+
+# A certificate cache repeats the keys of a KMS across its certificates (and a run sees the
+# Root certificate in every init): each distinct key octet string is validated once.
+@functools.lru_cache(maxsize=1024)
+def _pub_enc_key_valid(value: bytes) -> bool:
+    return sakke.validate_public_key(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _pub_auth_key_valid(value: bytes) -> bool:
+    return eccsi.validate_public_auth_key(value)
