@@ -1,0 +1,142 @@
+"""`kms-conformance run | list | explain | replay | coverage` end to end, as a user runs them.
+
+Every run here starts the embedded reference KMS in its own process over loopback HTTPS
+(the CLI does that when no --target is given) and reads the reports it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from conformance.cases import load_catalogue
+from conformance.runcmd import coverage_markdown
+
+CLI = [sys.executable, "-m", "conformance.cli"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cli(
+    *args: str, cwd: Path | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT, env=env
+    )
+
+
+def _results(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+def test_run_against_the_embedded_kms_passes_and_writes_every_report(tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    done = _cli("run", "--output", str(out), "--cases", "INIT-*", "KEYPROV-UID-*", "ERR-AUTH-*")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "pass" in done.stdout and "reports:" in done.stdout
+    results = _results(out)
+    assert results["schema"] == "kms-conformance/results/1"
+    schema = json.loads((ROOT / "conformance/report/results.schema.json").read_text())
+    jsonschema.validate(results, schema)
+    ids = {c["id"] for c in results["cases"]}
+    assert ids and all(i.startswith(("INIT-", "KEYPROV-UID-", "ERR-AUTH-")) for i in ids)
+    assert results["summary"]["fail"] == 0 and results["summary"]["error"] == 0
+    for name in ("junit.xml", "report.html"):
+        assert (out / name).stat().st_size > 1000
+    assert any((out / "allure-results").glob("*-result.json"))
+    for case_id in ids:
+        assert (out / "evidence" / case_id / "case.json").is_file()
+
+
+def test_a_fault_makes_its_cases_fail_with_exit_1(tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    faults = json.loads(_cli("faults", "--json").stdout)
+    fault = next(f for f in faults if f["name"] == "uid-first-octet-0x30")
+    done = _cli(
+        "run", "--output", str(out), "--embedded-fault", fault["name"], "--cases", *fault["cases"]
+    )
+    assert done.returncode == 1, done.stdout[-3000:]
+    verdicts = {c["id"]: c["verdict"] for c in _results(out)["cases"]}
+    assert all(verdicts[c] == "fail" for c in fault["cases"]), verdicts
+    assert all(f"FAIL   {c}" in done.stdout for c in fault["cases"])
+    html = (out / "report.html").read_text()
+    assert "not conformant" in html.lower()
+
+
+def test_replay_resends_a_recorded_case(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    server = subprocess.Popen(
+        [*CLI, "serve", "--state", str(state)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        for _ in range(600):
+            if (state / "target.toml").is_file():
+                break
+            subprocess.run(["sleep", "0.1"], check=True)
+        out = tmp_path / "reports"
+        first = _cli(
+            "run",
+            "--target",
+            str(state / "target.toml"),
+            "--output",
+            str(out),
+            "--cases",
+            "KEYPROV-UID-001",
+        )
+        assert first.returncode == 0, first.stdout[-2000:]
+        again = _cli("replay", str(out), "KEYPROV-UID-001")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "replayed 1 recorded request" in again.stdout and "verdict: pass" in again.stdout
+        missing = _cli("replay", str(out), "NO-SUCH-CASE-001")
+        assert missing.returncode == 2 and "Traceback" not in missing.stderr
+        assert len(missing.stderr.strip().splitlines()) == 1
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_list_and_explain() -> None:
+    listed = _cli("list", "--json")
+    assert listed.returncode == 0
+    rows = json.loads(listed.stdout)
+    assert len(rows) >= 120 and {"id", "title", "reqs", "clause", "pics"} <= set(rows[0])
+    explained = _cli("explain", "KEYPROV-UID-001")
+    assert explained.returncode == 0
+    assert "REQ-097" in explained.stdout and "keyset.uid" in explained.stdout
+    unknown = _cli("explain", "NOPE-001")
+    assert unknown.returncode == 2 and "no case" in unknown.stderr
+
+
+def test_coverage_md_is_generated_and_current() -> None:
+    text = coverage_markdown(load_catalogue())
+    committed = (ROOT / "testcases" / "COVERAGE.md").read_text()
+    assert committed == text, "testcases/COVERAGE.md is stale: run `make coverage`"
+    assert "## Probe-testable but without a case\n\nNone." in text
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["run", "--target", "/nonexistent/target.toml"], "not found"),
+        (["run", "--cases", "NO-SUCH-*"], "no case matches"),
+        (
+            ["run", "--embedded-fault", "no-such-fault", "--cases", "INIT-CERT-ROLE-001"],
+            "unknown fault",
+        ),
+    ],
+)
+def test_bad_run_input_is_exit_2_with_one_line(args: list[str], words: str, tmp_path: Path) -> None:
+    done = _cli(*args, "--output", str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert words in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
