@@ -7,14 +7,12 @@ case that names the problem, no traceback, the canary file's content nowhere, pe
 under 300 MB and every case within the time its exchanges' timeouts allow.
 
 The command runs on a catalogue folder (``KMS_CONFORMANCE_CASES``) holding only the two
-cases used here, copied verbatim from ``testcases/``: loading the full catalogue twice per
-run would cost more than all the hostile exchanges together.
+cases used here, copied verbatim from ``testcases/`` (``cli_runs.small_catalogue``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -26,16 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
 sys.path.insert(0, str(Path(__file__).parent / "hostile"))
 import hostile_server
+from cli_runs import KMS_CONFORMANCE, Finished, run_cli, small_catalogue
 
-KMS_CONFORMANCE = Path(sys.executable).with_name("kms-conformance")
 # One init case and one keyprov case; both check the response's Content-Type, so an
 # honest relayed answer passes and only the mode's misbehaviour can fail them.
 CASES = ("TRANSPORT-CTYPE-001", "TRANSPORT-CTYPE-002")
-CATALOGUE = Path(__file__).resolve().parents[1] / "testcases"
 # A case sends at most two exchanges here (its step and a preliminary KMS Initialize),
 # each bounded by timeout_s; the slack covers parsing and checks on a loaded CI machine.
 CASE_LIMIT_S = 2 * hostile_server.TIMEOUT_S + 3.0
@@ -71,16 +67,6 @@ EXPECTED: dict[str, Expected] = {
     "reset-keyprov-only": Expected((1,), r"reset|mid-body", passing=("TRANSPORT-CTYPE-001",)),
 }
 ROWS: list[str] = []
-
-
-@dataclass(frozen=True)
-class Finished:
-    status: int
-    stdout: str
-    stderr: str
-    seconds: float
-    peak_rss_mb: float
-    hung: bool
 
 
 def test_every_mode_has_an_expectation() -> None:
@@ -159,23 +145,7 @@ def test_print_table() -> None:
 
 @pytest.fixture(scope="module")
 def catalogue(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A catalogue folder with the schema, the requirements and only ``CASES``."""
-    folder = tmp_path_factory.mktemp("catalogue")
-    for name in ("case-schema.json", "requirements.yaml"):
-        (folder / name).write_bytes((CATALOGUE / name).read_bytes())
-    areas: dict[str, dict] = {}
-    for path in sorted(CATALOGUE.glob("*.yaml")):
-        if path.stem == "requirements":
-            continue
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-        chosen = [c for c in document["cases"] if c["id"] in CASES]
-        if chosen:
-            areas[path.name] = document | {"cases": chosen}
-    assert sum(len(d["cases"]) for d in areas.values()) == len(CASES)
-    for name, document in areas.items():
-        text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
-        (folder / name).write_text(text, encoding="utf-8")
-    return folder
+    return small_catalogue(tmp_path_factory.mktemp("catalogue"), CASES)
 
 
 @pytest.fixture(scope="module")
@@ -208,43 +178,6 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pa
             process.kill()
             process.wait()
         log.close()
-
-
-def run_cli(
-    argv: list[str], directory: Path, limit_s: float, env: dict[str, str] | None = None
-) -> Finished:
-    """Run ``kms-conformance`` with ``argv``; wait4 gives this child's own peak RSS."""
-    out_file, err_file = directory / "stdout.txt", directory / "stderr.txt"
-    started = time.monotonic()
-    with out_file.open("wb") as out, err_file.open("wb") as err:
-        process = subprocess.Popen(
-            [str(KMS_CONFORMANCE), *argv],
-            stdout=out,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
-        )
-        hung = False
-        while True:
-            pid, wait_status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() - started > limit_s:
-                hung = True
-                process.kill()
-                _, wait_status, usage = os.wait4(process.pid, 0)
-                break
-            time.sleep(0.05)
-    seconds = time.monotonic() - started
-    process.returncode = os.waitstatus_to_exitcode(wait_status)  # already reaped by wait4
-    return Finished(
-        status=process.returncode,
-        stdout=out_file.read_text(errors="replace"),
-        stderr=err_file.read_text(errors="replace"),
-        seconds=seconds,
-        peak_rss_mb=usage.ru_maxrss / 1024,  # kilobytes on Linux
-        hung=hung,
-    )
 
 
 def _cases(output: Path) -> list[dict]:
