@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 
-from lxml import etree
-
 from conformance.checks.base import (
     CheckContext,
     Finding,
@@ -23,7 +21,7 @@ from conformance.checks.base import (
     skipped,
     violation,
 )
-from conformance.checks.envelope import EXPECTED_CONTENT, SCHEMA_REASON_LIMIT
+from conformance.checks.envelope import EXPECTED_CONTENT, schema_errors
 from conformance.crypto import xmldsig, xmlenc
 from conformance.model import KmsKeyProv, KmsResponse
 from conformance.profiles import load_schema
@@ -674,14 +672,9 @@ def _plaintext_schema_problem(ctx: CheckContext) -> str | None:
     document = view.root if view.root is not None else view.element
     namespace = view.namespace if ctx.profile.namespace_configurable else None
     schema = load_schema(ctx.profile, namespace)
-    for error in schema.iter_errors(etree.ElementTree(document)):
-        path = str(getattr(error, "path", "") or "")
-        if "/KmsMessage/" not in path + "/":
-            continue
-        reason = " ".join(str(getattr(error, "reason", error) or error).split())
-        if len(reason) > SCHEMA_REASON_LIMIT:
-            reason = reason[: SCHEMA_REASON_LIMIT - 3] + "..."
-        return f"{path}: {reason}"
+    for path, reason in schema_errors(schema, document):
+        if "/KmsMessage/" in path + "/":
+            return f"{path}: {reason}"
     return None
 
 
