@@ -8,6 +8,8 @@ concurrency levels. Prints a Markdown section for bench/RESULTS.md.
 from __future__ import annotations
 
 import asyncio
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -38,10 +40,68 @@ def main() -> None:
                 for endpoint in ENDPOINTS
                 for clients in CONCURRENCY
             ]
+            baseline = _wrk_section(target, Path(state))
         finally:
             server.terminate()
             server.wait(10)
-    print(_markdown(rows))
+    print(_markdown(rows) + baseline)
+
+
+def _wrk_section(target: dict[str, object], scratch: Path) -> str:
+    """The raw baseline: the same requests driven by wrk, when it is on PATH."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return (
+            "Raw baseline with `wrk`: skipped, `wrk` is not on PATH on this machine (not "
+            "installed; Debian package `wrk`). When it is, this section lists requests/s and "
+            "p50/p99 for the same rows.\n"
+        )
+    settings = target["target"]
+    users = target["users"]
+    assert isinstance(settings, dict) and isinstance(users, list)
+    script = scratch / "post.lua"
+    script.write_text('wrk.method = "POST"\n')
+    lines = [
+        f"Raw baseline with `wrk` ({wrk} -t1 -cN -d{DURATION_S:.0f}s --latency, POST, "
+        "same bearer token; wrk does not verify the server certificate):",
+        "",
+        "| request | connections | requests/s | p50 ms | p99 ms |",
+        "|---|---|---|---|---|",
+    ]
+    for endpoint in ENDPOINTS:
+        for clients in CONCURRENCY:
+            done = subprocess.run(
+                [
+                    wrk,
+                    "-t1",
+                    f"-c{clients}",
+                    f"-d{DURATION_S:.0f}s",
+                    "--latency",
+                    "-s",
+                    str(script),
+                    "-H",
+                    f"Authorization: Bearer {users[0]['token']}",
+                    f"{settings['base_url']}/{endpoint}",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            rps = re.search(r"Requests/sec:\s*([\d.]+)", done.stdout)
+            p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", done.stdout)
+            p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", done.stdout)
+            lines.append(
+                f"| {endpoint} | {clients} | {rps.group(1) if rps else '?'} | "
+                f"{_milliseconds(p50)} | {_milliseconds(p99)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _milliseconds(match: re.Match[str] | None) -> str:
+    if match is None:
+        return "?"
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
+    return f"{float(match.group(1)) * scale:.1f}"
 
 
 async def _drive(
