@@ -442,6 +442,14 @@ class Probe:
             if not self.target.pixit.lookup:
                 raise MissingInput("pixit.lookup")
             return self.target.pixit.lookup[0].sip_uri
+        if value == "partner":
+            # The first entry served by another KMS: only there does a KMS that answers its
+            # own URI for every SIP URI show.
+            own = self.kms_uri()
+            for entry in self.target.pixit.lookup:
+                if entry.kms_uri != own:
+                    return entry.sip_uri
+            raise MissingInput("pixit.lookup entry served by another KMS")
         if value == "unknown":
             return self.target.pixit.unknown_sip_uri
         return value
