@@ -88,6 +88,7 @@ def test_hostile_target(
         argv = ["run", "--target", str(target_file), "--output", str(output), "--cases", *CASES]
         done = run_cli(argv, tmp_path, HANG_LIMIT_S, {"KMS_CONFORMANCE_CASES": str(catalogue)})
         canary = server.canary_file.read_text(encoding="ascii").strip()
+        assert canary.startswith("canary-")
         other_host_connections = server.other_host.accepted
         server_failures = list(server.failures)
 
@@ -110,7 +111,13 @@ def test_hostile_target(
         f"{mode}: exit {done.status}, expected {expected.exits}\n{done.stdout}\n{done.stderr}"
     )
     assert done.peak_rss_mb < MAX_RSS_MB, f"{mode}: peak RSS {done.peak_rss_mb:.0f} MB"
-    _assert_canary_absent(canary, output, done)
+    _assert_absent("the canary", canary, output, done)
+    for label, secret in _tokens(upstream_target):
+        _assert_absent(label, secret, output, done)
+    bodies = [f.read_bytes() for f in output.glob("evidence/*/*/response.body")]
+    assert all(len(b) <= hostile_server.MAX_BODY_BYTES for b in bodies)
+    if mode in ("xxe", "entity-bomb"):  # the hostile body was received and kept as evidence
+        assert any(b"<!DOCTYPE KmsResponse" in b for b in bodies), mode
     assert other_host_connections == 0, f"{mode}: the harness connected to the other host"
 
     if done.status == 2 and not cases:
@@ -188,12 +195,18 @@ def _cases(output: Path) -> list[dict]:
     return list(document["cases"])
 
 
-def _assert_canary_absent(canary: str, output: Path, done: Finished) -> None:
-    assert canary.startswith("canary-") and len(canary) > 40
-    needle = canary.encode("ascii")
-    assert needle not in done.stdout.encode() + done.stderr.encode()
+def _tokens(target: dict) -> list[tuple[str, str]]:
+    found = [(f"users[{i}].token", u["token"]) for i, u in enumerate(target["users"])]
+    found += [(f"tokens.{k}", v) for k, v in target.get("tokens", {}).items()]
+    return [(label, value) for label, value in found if isinstance(value, str) and value]
+
+
+def _assert_absent(label: str, secret: str, output: Path, done: Finished) -> None:
+    assert len(secret) > 20, label
+    needle = secret.encode()
+    assert needle not in done.stdout.encode() + done.stderr.encode(), f"{label} in the output"
     if not output.exists():
         return
     for file in output.rglob("*"):
         if file.is_file():
-            assert needle not in file.read_bytes(), f"the canary leaked into {file}"
+            assert needle not in file.read_bytes(), f"{label} leaked into {file}"
