@@ -63,7 +63,7 @@ MODES: dict[str, tuple[str, dict[str, str]]] = {
     "self-signed-cert": ("self-signed", {}),
     "reset-mid-body": ("good", {"*": "reset-mid-body"}),
     "http10-close-delimited": ("good", {"*": "http10-close-delimited"}),
-    "drip-keyprov-only": ("good", {"keyprov": "drip"}),
+    "drip-keyprov-only": ("good", {"keyprov": "drip-from-status-line"}),
     "reset-keyprov-only": ("good", {"keyprov": "reset-mid-body"}),
 }
 
@@ -392,7 +392,7 @@ class HostileServer:
 
     def big_body(self, conn: ssl.SSLSocket, request: Request) -> None:
         head = f'<?xml version="1.0"?><KmsResponse xmlns="{NAMESPACE}"><KmsUri>'.encode()
-        _send_head(conn, 200, "OK", [("Content-Type", "application/xml")], BIG_BODY_BYTES)
+        _send_head(conn, 200, [("Content-Type", "application/xml")], BIG_BODY_BYTES)
         conn.sendall(head)
         filler = b"A" * 65536
         left = BIG_BODY_BYTES - len(head)
@@ -402,13 +402,24 @@ class HostileServer:
             left -= len(piece)
 
     def drip(self, conn: ssl.SSLSocket, request: Request) -> None:
+        """The head at once, then the body one byte a second."""
         answer = self.upstream(request, self.base_url)
-        _send_head(conn, answer.status, "OK", _content_headers(answer), len(answer.body))
+        _send_head(conn, answer.status, _content_headers(answer), len(answer.body))
+        self._drip(conn, answer.body)
+
+    def drip_from_status_line(self, conn: ssl.SSLSocket, request: Request) -> None:
+        """Everything, status line included, one byte a second (slowloris in reverse)."""
+        answer = self.upstream(request, self.base_url)
+        self._drip(
+            conn, _head(answer.status, _content_headers(answer), len(answer.body)) + answer.body
+        )
+
+    def _drip(self, conn: ssl.SSLSocket, data: bytes) -> None:
         started = time.monotonic()
-        for index in range(len(answer.body)):
+        for index in range(len(data)):
             if self._stop.wait(DRIP_INTERVAL_S) or time.monotonic() - started > MAX_CONNECTION_S:
                 return
-            conn.sendall(answer.body[index : index + 1])
+            conn.sendall(data[index : index + 1])
 
     def bad_utf8(self, conn: ssl.SSLSocket, request: Request) -> None:
         body = (
@@ -437,7 +448,7 @@ class HostileServer:
 
     def reset_mid_body(self, conn: ssl.SSLSocket, request: Request) -> None:
         answer = self.upstream(request, self.base_url)
-        _send_head(conn, answer.status, "OK", _content_headers(answer), len(answer.body))
+        _send_head(conn, answer.status, _content_headers(answer), len(answer.body))
         conn.sendall(answer.body[: len(answer.body) // 2])
         time.sleep(0.2)  # let the half arrive before the reset discards what is unsent
         # SO_LINGER with a zero timeout: close() sends a TCP RST instead of a FIN.
@@ -459,6 +470,7 @@ _BEHAVIOURS: dict[str, Callable[[HostileServer, ssl.SSLSocket, Request], None]] 
     "entity-bomb": HostileServer.entity_bomb,
     "big-body": HostileServer.big_body,
     "drip": HostileServer.drip,
+    "drip-from-status-line": HostileServer.drip_from_status_line,
     "bad-utf8": HostileServer.bad_utf8,
     "text-content-type": HostileServer.text_content_type,
     "xml-content-type-not-xml": HostileServer.xml_content_type_not_xml,
@@ -514,18 +526,23 @@ class _Reader:
 
 
 def _send_head(
-    conn: ssl.SSLSocket, status: int, reason: str, headers: list[tuple[str, str]], length: int
+    conn: ssl.SSLSocket, status: int, headers: list[tuple[str, str]], length: int
 ) -> None:
-    lines = [f"HTTP/1.1 {status} {reason}", f"Content-Length: {length}", "Connection: close"]
-    lines += [f"{k}: {v}" for k, v in headers]
-    conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    conn.sendall(_head(status, headers, length))
 
 
 def _send_answer(conn: ssl.SSLSocket, answer: Answer) -> None:
-    lines = [f"HTTP/1.1 {answer.status} {_REASONS.get(answer.status, 'Status')}"]
-    lines += [f"Content-Length: {len(answer.body)}"]
-    lines += [f"{k}: {v}" for k, v in _content_headers(answer)]
-    conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + answer.body)
+    conn.sendall(_head(answer.status, _content_headers(answer), len(answer.body)) + answer.body)
+
+
+def _head(status: int, headers: list[tuple[str, str]], length: int) -> bytes:
+    lines = [
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
+        f"Content-Length: {length}",
+        "Connection: close",
+    ]
+    lines += [f"{k}: {v}" for k, v in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 def _content_headers(answer: Answer) -> list[tuple[str, str]]:
