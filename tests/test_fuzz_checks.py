@@ -169,10 +169,7 @@ def test_harmless_changes_keep_an_unsigned_response_conformant(
     base = bench.bases[
         data.draw(st.sampled_from(bench.named(variants=("plain", "message", "keys"))))
     ]
-    # A prefix rename of a message-encrypted response is a known false positive, kept in the
-    # corpus (message-keyprov-prefix-rename.xml, xfail): it would fail this run every time.
-    kinds = ("extension", "whitespace") if base.variant == "message" else HARMLESS_KINDS
-    mutant = data.draw(mutants(base.data, kinds), label="mutant")
+    mutant = data.draw(mutants(base.data, HARMLESS_KINDS), label="mutant")
     result = bench.check(mutant, base, base.request_type)
     if not result.conformant:
         note(f"kept as {bench.keep(mutant, base)}")
@@ -203,19 +200,13 @@ def test_every_base_is_conformant_before_mutation(bench: Workbench) -> None:
 
 # File -> (variant whose target file it is checked with, request type, expected outcome,
 # reason when a known bug makes it xfail). Outcomes: "violation", "conformant", "usage-error".
-PREFIX_BUG = (
-    "decrypted plaintext put into a document that binds the KMS namespace to a prefix "
-    "loses its own default-namespace declaration (lxml namespace clean-up when the nodes "
-    "move), so xsi:type='KeyContentType' no longer resolves: false violations of "
-    "keyset.xsi-type and security.enc-plaintext (conformance/crypto/xmlenc.py)"
-)
 CORPUS_INDEX: dict[str, tuple[str, str | None, str, str | None]] = {
     "cert-empty-xsi-type.xml": ("plain", "cert", "violation", None),
     "keyprov-unknown-xsi-type.xml": ("plain", "keyprov", "violation", None),
     "init-truncated.xml": ("plain", "init", "usage-error", None),
     "signed-init-wrapped-kmsresponse.xml": ("signed", "init", "violation", None),
     "message-init-ciphertext-bit.xml": ("message", "init", "violation", None),
-    "message-keyprov-prefix-rename.xml": ("message", "keyprov", "conformant", PREFIX_BUG),
+    "message-keyprov-prefix-rename.xml": ("message", "keyprov", "conformant", None),
 }
 
 

@@ -229,10 +229,52 @@ def replace_with_plaintext(
     if nodes:
         nodes[-1].tail = (nodes[-1].tail or "") + trailing
     position = parent.index(encrypted_data)
+    qnames = _qname_attributes(nodes)
     for offset, node in enumerate(nodes):
         parent.insert(position + offset, node)
     parent.remove(encrypted_data)
+    _rebind_qname_attributes(qnames)
     return parent
+
+
+_XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+
+
+def _qname_attributes(
+    nodes: list[etree._Element],
+) -> list[tuple[etree._Element, str | None, str]]:
+    """Each xsi:type in the fragment, resolved while the fragment's own declarations hold.
+
+    Moving the nodes into the document lets lxml drop a namespace declaration that the
+    new ancestors also make under another prefix (say ``k:`` instead of the default); a
+    QName in an attribute value (``xsi:type="KeyContentType"``) would then lose its
+    namespace. It is resolved here and written back with a prefix valid at its new place.
+    """
+    found = []
+    for node in nodes:
+        if not isinstance(node.tag, str):
+            continue
+        for element in node.iter():
+            value = element.get(_XSI_TYPE) if isinstance(element.tag, str) else None
+            if value is None:
+                continue
+            prefix, _, local = value.strip().rpartition(":")
+            namespace = element.nsmap.get(prefix or None)
+            found.append((element, namespace, local))
+    return found
+
+
+def _rebind_qname_attributes(qnames: list[tuple[etree._Element, str | None, str]]) -> None:
+    for element, namespace, local in qnames:
+        if namespace is None:
+            continue
+        in_scope = element.nsmap
+        if in_scope.get(None) == namespace:
+            element.set(_XSI_TYPE, local)
+            continue
+        prefixes = sorted(p for p, uri in in_scope.items() if uri == namespace and p)
+        if prefixes:
+            element.set(_XSI_TYPE, f"{prefixes[0]}:{local}")
 
 
 def wrap_key(kek: bytes, data: bytes, algorithm_uri: str) -> bytes:
