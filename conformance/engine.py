@@ -207,7 +207,8 @@ class Runner:
             result.verdict = verdict
             result.reason = f"{first.name}: {first.message}"
             return
-        if named and all(c.outcome is Outcome.SKIPPED for c in named):
+        warned = any(c.outcome is Outcome.WARNING for c in result.checks)
+        if named and not warned and all(c.outcome is Outcome.SKIPPED for c in named):
             result.verdict = worse(verdict, Verdict.INCONC)
             result.reason = f"nothing could be decided: {named[0].name}: {named[0].message}"
             return
