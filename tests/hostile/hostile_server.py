@@ -280,7 +280,10 @@ class HostileServer:
         self._context = pki.server_context(certificate)
         self._stop = threading.Event()
         self._listener = _listen("127.0.0.1")
-        self._other = _listen("127.0.0.2")
+        try:
+            self._other = _listen("127.0.0.2")
+        except OSError:  # not every system routes all of 127/8 to loopback
+            self._other = _listen("127.0.0.1")
         self.other_host = Counter()
         self.requests: list[str] = []
         self.failures: list[str] = []
@@ -292,7 +295,8 @@ class HostileServer:
 
     @property
     def other_url(self) -> str:
-        return f"https://127.0.0.2:{self._other.getsockname()[1]}"
+        host, port = self._other.getsockname()[:2]
+        return f"https://{host}:{port}"
 
     def __enter__(self) -> HostileServer:
         for listener, handler in ((self._listener, self._serve), (self._other, self._refuse)):
