@@ -310,7 +310,7 @@ class Runner:
                 if refused
                 else f"HTTP status {exchange.status}",
                 expected=step.status_text,
-                observed=str(exchange.status),
+                observed=_status_text(exchange),
                 strength=strength,
             )
         ]
@@ -425,6 +425,17 @@ def _observed_message(parsed: _Parsed, body: bytes) -> str:
         if name in _MESSAGE_ELEMENTS:
             return name
     return ", ".join(names) or "an empty KmsMessage"
+
+
+def _status_text(exchange: Exchange) -> str:
+    """The status as a reason shows it; a redirect says where to (it is never followed)."""
+    status = exchange.status
+    if status is None:
+        return f"no answer ({exchange.error_kind})"
+    if 300 <= status < 400:
+        location = exchange.header("location")
+        return f"{status} (redirect to {location or 'no Location'}; not followed)"
+    return str(status)
 
 
 def _one_line(text: str) -> str:

@@ -60,7 +60,10 @@ def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr)
             raise UsageProblem("--embedded-fault needs the embedded reference KMS (no --target)")
         with _target_file(options, err) as (target_path, label):
             target = load_target(target_path)
-            get_profile(target.profile.release)
+            try:
+                get_profile(target.profile.release)
+            except ProfileError as exc:
+                raise UsageProblem(f"{target_path}: profile.release: {exc}") from None
             _preflight(target)
             code = _run_pytest(options, target_path, chosen, catalogue, label)
             run_result = _last_run()
@@ -168,7 +171,9 @@ def _preflight(target: Target) -> None:
     except (MissingInput, PreconditionFailed):
         return
     if exchange.error is not None and exchange.error_kind in ("connect", "tls"):
-        raise UsageProblem(f"target {target.target.base_url} unreachable: {exchange.error}")
+        raise UsageProblem(
+            f"{target.path}: target.base_url {target.target.base_url} unreachable: {exchange.error}"
+        )
 
 
 def _run_pytest(

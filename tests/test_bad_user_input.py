@@ -124,11 +124,6 @@ def test_unreachable_target(tmp_path: Path, small: Path, closed_port: int) -> No
     assert not (tmp_path / "out" / "results.json").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: runcmd names the profile or the URL but not the target file that holds "
-    "it (profile.release is checked after load_target, the reachability in _preflight)",
-)
 @pytest.mark.parametrize("problem", ["unknown-profile", "unreachable"])
 def test_target_problems_name_the_file(
     problem: str, tmp_path: Path, small: Path, closed_port: int
