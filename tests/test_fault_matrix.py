@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from check_proofs import FAULT_PROOFS
 
 from conformance.cases import Case, load_catalogue
 from conformance.engine import Runner
@@ -246,8 +247,25 @@ def test_each_fault_is_detected_by_its_cases(fault: Fault, tmp_path: Path) -> No
             state = "NO" if undetected else "yes"
             kinds = ",".join(sorted({h for h in how.values() if h}))
             out.write(f"{fault.name:40} {state:4} {kinds:13} {', '.join(fault.cases)}\n")
+            fired = sorted(
+                {
+                    c.name
+                    for r in results.values()
+                    for c in r.checks
+                    if c.outcome in (Outcome.VIOLATION, Outcome.WARNING)
+                }
+            )
+            out.write(f"    fired {' '.join(fired)}\n")
             for r in collateral:
                 out.write(f"    collateral {_describe(r)}\n")
+    fired = {
+        c.name
+        for r in results.values()
+        for c in r.checks
+        if c.outcome in (Outcome.VIOLATION, Outcome.WARNING)
+    }
+    claimed = {check for check, name in FAULT_PROOFS.items() if name == fault.name}
+    assert claimed <= fired, f"{fault.name} was to prove {sorted(claimed - fired)} can fail"
     assert not undetected, f"{fault.name} not detected:\n" + "\n".join(map(_describe, undetected))
     assert not errors, f"{fault.name}: cases ended in error:\n" + "\n".join(map(_describe, errors))
     assert not collateral, (
