@@ -251,7 +251,7 @@ FAULTS: tuple[Fault, ...] = (
         "keyprov-time-ignored",
         "keyprov/<URI>/<time> answers the current period",
         ("REQ-096", "REQ-007"),
-        ("KEYPROV-TIME-001", "KEYPROV-UID-DIFFER-002"),
+        ("KEYPROV-TIME-001", "KEYPROV-TIME-003"),
         HOOK_RESOURCES,
     ),
     Fault(

@@ -32,7 +32,8 @@ KEY_MATERIAL = frozenset(
 BEARER_ERROR = re.compile(r"""\berror\s*=\s*"?([A-Za-z0-9_.-]+)"?""")
 
 
-@check("error.no-key-material", reqs=("REQ-016", "REQ-019"), clause="D.1")
+# Inferred like REQ-016/REQ-019 (DESIGN.md 3): the case's own expectation carries its strength.
+@check("error.no-key-material", reqs=("REQ-016", "REQ-019"), clause="D.1", inferred=True)
 def no_key_material(ctx: CheckContext) -> Finding:
     """A refused or rejected request gets no key set, private key or new TrK/InK."""
     if ctx.exchange is None and ctx.response is None:
