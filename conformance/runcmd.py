@@ -245,6 +245,15 @@ def _summary(run: RunResult, output: Path, out: TextIO) -> None:
     bad = [c for c in run.cases if c.verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.INCONC)]
     for case in bad:
         print(f"  {case.verdict.value.upper():6} {case.id}: {case.reason}", file=out)
+    warned = [c for c in run.cases if c.verdict is Verdict.PASS and c.warnings]
+    for case in warned[:20]:
+        print(f"  WARN   {case.id}: {case.reason.removeprefix('warning: ')}", file=out)
+    if len(warned) > 20:
+        print(f"  ... and {len(warned) - 20} more cases with warnings (see report.html)", file=out)
+    if warned and not run.strict:
+        print(
+            "  (warnings are should-strength or inferred rules; --strict makes them fail)", file=out
+        )
     print(f"  reports: {output}/ (report.html, results.json, junit.xml, evidence/)", file=out)
 
 

@@ -42,3 +42,35 @@ def _find_shared() -> Path:
 
 
 os.environ.setdefault("KMS_CONFORMANCE_SHARED", str(_find_shared()))
+
+
+# -- the fault-matrix detection table (issue 6): rows written by every worker, printed once --
+
+_TABLE_ENV = "KMS_FAULT_TABLE_DIR"
+
+
+def pytest_configure(config: object) -> None:
+    if hasattr(config, "workerinput"):
+        return  # an xdist worker: it inherited the controller's folder
+    import tempfile
+
+    os.environ[_TABLE_ENV] = tempfile.mkdtemp(prefix="kms-fault-table-")
+
+
+def pytest_terminal_summary(terminalreporter: object, exitstatus: int, config: object) -> None:
+    folder = os.environ.get(_TABLE_ENV)
+    if not folder or hasattr(config, "workerinput"):
+        return
+    rows = sorted(Path(folder).glob("*.txt"))
+    if not rows:
+        return
+    write = terminalreporter.write_line  # type: ignore[attr-defined]
+    terminalreporter.section("fault detection table")  # type: ignore[attr-defined]
+    write(f"{'fault':40} {'detected':9} {'as':13} detecting cases")
+    detected = 0
+    for row in rows:
+        text = row.read_text(encoding="utf-8")
+        detected += text.split()[1] == "yes"
+        for line in text.splitlines():
+            write(line)
+    write(f"{detected} of {len(rows)} faults detected")

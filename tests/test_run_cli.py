@@ -70,6 +70,16 @@ def test_a_fault_makes_its_cases_fail_with_exit_1(tmp_path: Path) -> None:
     assert "not conformant" in html.lower()
 
 
+def test_a_should_level_fault_warns_and_fails_only_with_strict(tmp_path: Path) -> None:
+    common = ["--embedded-fault", "no-cache-control", "--cases", "TRANSPORT-CACHE-001"]
+    lenient = _cli("run", "--output", str(tmp_path / "a"), *common)
+    assert lenient.returncode == 0, lenient.stdout[-2000:]
+    assert "WARN   TRANSPORT-CACHE-001" in lenient.stdout and "--strict" in lenient.stdout
+    strict = _cli("run", "--output", str(tmp_path / "b"), "--strict", *common)
+    assert strict.returncode == 1, strict.stdout[-2000:]
+    assert "FAIL   TRANSPORT-CACHE-001" in strict.stdout
+
+
 def test_replay_resends_a_recorded_case(tmp_path: Path) -> None:
     state = tmp_path / "state"
     server = subprocess.Popen(
