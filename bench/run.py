@@ -29,7 +29,8 @@ TARGETS = {
         "limits": {"gmpy2": 20.0, "python": 50.0},
         "source": "issue 2: RSK validation <= 50 ms pure Python, <= 20 ms with gmpy2",
         "when_missed": (
-            "profiled with cProfile (python -m cProfile on bench/crypto.py's validate_rsk): "
+            "profiled with cProfile (cProfile.run of validate_rsk on the bench key set) and "
+            "CPU-time splits of its parts: "
             "validate_rsk computes <P,[a]RSK>.<Z,RSK> from cached Miller line tables; per call "
             "the shared Miller accumulation over both tables is ~60% of the time (9 "
             "multiplications and 8 reductions of 1024-bit numbers per doubling step, ~16 and 10 "
@@ -93,8 +94,9 @@ def _header() -> str:
             + " (other work on the machine inflates the figures).",
             "Backends: `gmpy2` (default when installed) and `python` (plain int, "
             "KMS_CONFORMANCE_PURE_PYTHON=1, run in a subprocess).",
-            "Times in milliseconds: median, interquartile range (q1-q3) and min-max over n runs, "
-            "after one untimed warm-up call (lazy tables, cached Z check).",
+            "Times in milliseconds of CPU time (time.process_time, so that other work on the "
+            "machine does not count): median, interquartile range (q1-q3) and min-max over n "
+            "runs, after one untimed warm-up call (lazy tables, cached Z check and Z_T tables).",
             "",
         ]
     )
