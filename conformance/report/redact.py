@@ -90,6 +90,11 @@ def marker(label: str, raw: bytes) -> str:
     return f"<redacted {label} sha256:{fingerprint(raw)}>"
 
 
+_ANCHOR = 4  # no form is shorter: secrets have at least MIN_SECRET_LEN (4) octets
+_SHORT = 2048  # longer strings (bodies) take one str.replace pass per form instead
+_MEMO_ENTRIES = 100_000
+
+
 class Redactor:
     """Replaces secrets and private key material in text and bytes by markers."""
 
@@ -106,12 +111,38 @@ class Redactor:
         # Longest first: a padded base64 form goes before its unpadded prefix, and a secret
         # that contains another is replaced whole.
         self._replacements = sorted(forms.items(), key=lambda item: len(item[0]), reverse=True)
+        # Every form starts with one of these short anchors; a short string is searched for
+        # the anchors once instead of for every form (a run quotes thousands of short
+        # messages and holds hundreds of forms: key material of every key set it saw).
+        self._anchors: dict[str, set[str]] = {}
+        for form, _mark in self._replacements:
+            self._anchors.setdefault(form[:_ANCHOR], set()).add(form)
+        self._memo: dict[str, str] = {}
 
     def text(self, s: str) -> str:
         """``s`` with every secret, Authorization credential and key element replaced."""
+        if len(s) > _SHORT:
+            return self._text(s, self._replacements)
+        done = self._memo.get(s)
+        if done is None:
+            done = self._text(s, self._candidates(s))
+            if len(self._memo) < _MEMO_ENTRIES:
+                self._memo[s] = done
+        return done
+
+    def _candidates(self, s: str) -> list[tuple[str, str]]:
+        anchors = self._anchors
+        hits: set[str] = set()
+        for start in range(len(s) - _ANCHOR + 1):
+            forms = anchors.get(s[start : start + _ANCHOR])
+            if forms:
+                hits |= forms
+        return [item for item in self._replacements if item[0] in hits] if hits else []
+
+    def _text(self, s: str, replacements: list[tuple[str, str]]) -> str:
         if _has_key_element(s):
             s = _redact_key_elements(s)
-        for form, mark in self._replacements:  # str.replace: one fast linear pass per form
+        for form, mark in replacements:  # str.replace: one fast linear pass per form
             s = s.replace(form, mark)
         # The case-insensitive regex is slow on megabytes; a plain search finds most bodies
         # have no Authorization at all.
