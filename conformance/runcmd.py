@@ -210,6 +210,10 @@ def _run_pytest(
         "--no-header",
         "-p",
         "no:warnings",
+        # Installed with the test extra, hypothesis's plugin imports hypothesis at the end of
+        # every session (about 2.5 s per process, per xdist worker too); cases never use it.
+        "-p",
+        "no:hypothesispytest",
     ]
     if options.strict:
         args.append("--kms-strict")
