@@ -75,22 +75,24 @@ def _wall(extra: list[str]) -> tuple[float, int]:
     return statistics.median(times), code
 
 
-def _profiled() -> tuple[pstats.Stats, float, float, int]:
+def _in_process(profile: cProfile.Profile | None) -> tuple[float, float, int]:
+    """One serial run in this process: (harness CPU s, reference KMS CPU s, exit status)."""
     from conformance.runcmd import RunOptions, run
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu0 = time.process_time()
-    profile = cProfile.Profile(time.process_time)  # CPU time: waiting on the KMS is not work
     with tempfile.TemporaryDirectory() as out:
         sink = io.StringIO()
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            profile.enable()
+            if profile is not None:
+                profile.enable()
             code = run(RunOptions(output=out, quiet=True), out=sink, err=sink)
-            profile.disable()
+            if profile is not None:
+                profile.disable()
     harness_cpu = time.process_time() - cpu0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     kms_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return pstats.Stats(profile), harness_cpu, kms_cpu, code
+    return harness_cpu, kms_cpu, code
 
 
 def _category(filename: str) -> str:
@@ -119,8 +121,11 @@ def _split(stats: pstats.Stats) -> dict[str, float]:
 def main() -> None:
     serial, code1 = _wall([])
     parallel, code2 = _wall(["-n", "2"])
-    stats, harness_cpu, kms_cpu, code3 = _profiled()
-    shares = _split(stats)
+    _in_process(None)  # warm-up: imports and first-use caches are not what is measured
+    harness_cpu, kms_cpu, code3 = _in_process(None)
+    profile = cProfile.Profile(time.process_time)  # CPU time: waiting on the KMS is not work
+    _in_process(profile)
+    shares = _split(pstats.Stats(profile))
     total = sum(shares.values()) or 1.0
     speedup = serial / parallel if parallel else 0.0
     lines = [
@@ -136,10 +141,10 @@ def main() -> None:
         f"| wall time, `-n 2` | {parallel:.1f} s | | |",
         f"| speedup with `-n 2` | {speedup:.2f}x | >= {TARGET_SPEEDUP}x | "
         f"{'yes' if speedup >= TARGET_SPEEDUP else 'no'} |",
-        f"| harness CPU time (one serial run, profiled) | {harness_cpu:.1f} s | | |",
+        f"| harness CPU time (one serial run in-process, imports warm) | {harness_cpu:.1f} s | | |",
         f"| reference KMS CPU time for the same run | {kms_cpu:.1f} s | | |",
         f"| harness CPU / KMS CPU | {harness_cpu / kms_cpu if kms_cpu else 0:.2f} | | |",
-        f"| exit statuses (serial, -n 2, profiled) | {code1}, {code2}, {code3} | 0 | "
+        f"| exit statuses (serial, -n 2, in-process) | {code1}, {code2}, {code3} | 0 | "
         f"{'yes' if not (code1 or code2 or code3) else 'no'} |",
         "",
         "Where the harness's CPU time goes (cProfile with a CPU-time clock, own time by",
@@ -154,12 +159,14 @@ def main() -> None:
     if speedup < TARGET_SPEEDUP:
         lines += [
             "",
-            f"`-n 2` misses the {TARGET_SPEEDUP}x target by {TARGET_SPEEDUP - speedup:.2f}x: a run",
-            "is short and a fixed part of it is serial: starting the reference KMS (key",
-            "generation), starting the pytest-xdist workers (each imports the harness and loads",
-            "the catalogue), the KMS Initialize each worker fetches once, and writing the",
-            "reports in the controller. The cases themselves split across the workers, but",
-            "the reference KMS serving both workers is a single process on the same two cores.",
+            f"`-n 2` misses the {TARGET_SPEEDUP}x target ({speedup:.2f}x). The cases themselves",
+            "take about 4.5 s of CPU against the reference KMS, which answers in a few ms;",
+            "each pytest-xdist worker first pays a fixed cost the serial run pays once: a",
+            "new interpreter importing the harness, pytest and xmlschema (~1.5 s), compiling",
+            "the profile's XSD (~1 s) and collecting the catalogue (~0.6 s), measured with",
+            "cProfile inside a worker. Two workers on two cores therefore cannot halve a",
+            "4.5 s workload that carries 3 s of start-up each. `-n` pays off against a real",
+            "KMS, where each exchange waits on the network rather than on the CPU.",
         ]
     lines.append("")
     print("\n".join(lines))
