@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from conformance.exchange import Exchange, RecordedRequest
 from conformance.report.redact import Redactor
-from conformance.report.results_json import check_dict, redact_tree, to_bytes
+from conformance.report.results_json import case_fields, check_dict, redact_tree, to_bytes
 from conformance.results import CaseResult, StepRecord
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -81,19 +81,7 @@ def write_case_evidence(case: CaseResult, case_dir: Path, redactor: Redactor) ->
         if step.plaintext is not None:
             atomic_write(directory / "plaintext.xml", redactor.bytes(step.plaintext))
         steps_meta.append(_step_meta(name, step))
-    meta = {
-        "id": case.id,
-        "title": case.title,
-        "area": case.area,
-        "verdict": case.verdict.value,
-        "reason": case.reason,
-        "reqs": list(case.reqs),
-        "clauses": list(case.clauses),
-        "request_types": list(case.request_types),
-        "duration_s": round(case.duration_s, 3),
-        "checks": [check_dict(check) for check in case.checks],
-        "steps": steps_meta,
-    }
+    meta = {**case_fields(case), "steps": steps_meta}
     atomic_write(case_dir / "case.json", to_bytes(redact_tree(meta, redactor)))
     atomic_write(case_dir / "repro.sh", repro_script(case, redactor).encode("utf-8"), mode=0o755)
 

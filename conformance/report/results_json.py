@@ -157,6 +157,11 @@ def redact_tree(value: Any, redactor: Redactor) -> Any:
 
 
 def _case(case: CaseResult, evidence_dir: str) -> dict[str, Any]:
+    return {**case_fields(case), "evidence": f"evidence/{evidence_dir}/"}
+
+
+def case_fields(case: CaseResult) -> dict[str, Any]:
+    """A case as results.json and evidence/<id>/case.json both describe it."""
     return {
         "id": case.id,
         "title": case.title,
@@ -170,5 +175,4 @@ def _case(case: CaseResult, evidence_dir: str) -> dict[str, Any]:
         "duration_s": round(case.duration_s, 3),
         "warnings": case.warnings,
         "checks": [check_dict(check) for check in case.checks],
-        "evidence": f"evidence/{evidence_dir}/",
     }
