@@ -142,9 +142,9 @@ class CaseItem(pytest.Item):
                 ("reqs", " ".join(result.reqs)),
                 ("clause", self.case.clause),
                 ("verdict", result.verdict.value),
-                (_WIRE, json.dumps(case_to_wire(result))),
             ]
         )
+        _keep(self.config, self.nodeid, result)
         if result.verdict is Verdict.ERROR:
             _decorate(self.config, result)
             raise CaseErrored(result.reason)
@@ -194,13 +194,26 @@ def _decorate(config: pytest.Config, result: CaseResult) -> None:
     decorate(result, Redactor(collect_secrets(_target(config))))
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    for name, value in report.user_properties:
-        if name == _WIRE:
-            _collected[report.nodeid] = str(value)
-
-
+# Case results travel to the controlling process outside the test reports: user
+# properties end up in JUnit files, and a result still holds raw exchanges (tokens in
+# headers, key material in bodies) until the reporters redact them.
 _collected: dict[str, str] = {}
+
+
+def _keep(config: pytest.Config, nodeid: str, result: CaseResult) -> None:
+    wire = json.dumps(case_to_wire(result))
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: sent to the controller when it ends
+        workeroutput.setdefault(_WIRE, {})[nodeid] = wire
+    else:
+        _collected[nodeid] = wire
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist: a worker finished; take the case results it gathered."""
+    output = getattr(node, "workeroutput", None) or {}
+    _collected.update(output.get(_WIRE, {}))
 
 
 def pytest_report_teststatus(

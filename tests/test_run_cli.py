@@ -17,6 +17,7 @@ import pytest
 
 from conformance.cases import load_catalogue
 from conformance.runcmd import coverage_markdown
+from conformance.target import load_target
 
 CLI = [sys.executable, "-m", "conformance.cli"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,6 +114,64 @@ def test_replay_resends_a_recorded_case(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_the_pytest_plugin_runs_cases_under_xdist_with_junit_properties(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    server = subprocess.Popen(
+        [*CLI, "serve", "--state", str(state)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        for _ in range(600):
+            if (state / "target.toml").is_file():
+                break
+            subprocess.run(["sleep", "0.1"], check=True)
+        junit = tmp_path / "junit.xml"
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-p",
+                "conformance.plugin",
+                "-p",
+                "no:cacheprovider",
+                "-c",
+                os.devnull,
+                "--rootdir",
+                str(ROOT / "testcases"),
+                str(ROOT / "testcases"),
+                "--kms-target",
+                str(state / "target.toml"),
+                "--kms-output",
+                str(tmp_path / "out"),
+                "-n",
+                "2",
+                "-k",
+                "KEYPROV-UID or ERR-AUTH-NOTOKEN",
+                "--junitxml",
+                str(junit),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert done.returncode == 0, done.stdout[-2000:]
+    text = junit.read_text()
+    assert 'name="case_id" value="KEYPROV-UID-001"' in text and 'name="reqs"' in text
+    token = load_target(state / "target.toml").users[0].token
+    assert token is not None and token.reveal().decode() not in text
+    ids = {c["id"] for c in _results(tmp_path / "out")["cases"]}
+    assert "KEYPROV-UID-001" in ids and any(i.startswith("ERR-AUTH-NOTOKEN") for i in ids)
+    assert all(i.startswith(("KEYPROV-UID", "ERR-AUTH-NOTOKEN")) for i in ids)
 
 
 def test_list_and_explain() -> None:
