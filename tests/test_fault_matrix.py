@@ -30,7 +30,7 @@ from conformance.target import Target, load_target
 from conformance.verdicts import Outcome, Verdict
 from refkms.config import config_from_mapping
 from refkms.domain import Domain
-from refkms.faults import FAULTS, ActiveFaults, Fault
+from refkms.faults import FAULTS, WARNING_ONLY, ActiveFaults, Fault, detection
 from refkms.profiles import PROFILES
 from refkms.server import running_in_thread
 from refkms.state import StateDir
@@ -196,6 +196,10 @@ def _fault_cases(fault: Fault) -> list[Case]:
     return listed + extra
 
 
+def test_warning_only_names_real_faults() -> None:
+    assert {f.name for f in FAULTS} >= WARNING_ONLY
+
+
 def _detected(result: CaseResult, fault: Fault) -> str | None:
     """ "fail", "warning" (a should/inferred rule of the fault or case warned), or None."""
     if result.verdict is Verdict.FAIL:
@@ -267,6 +271,11 @@ def test_each_fault_is_detected_by_its_cases(fault: Fault, tmp_path: Path) -> No
     claimed = {check for check, name in FAULT_PROOFS.items() if name == fault.name}
     _table_row(fault, undetected, how, collateral)
     assert claimed <= fired, f"{fault.name} was to prove {sorted(claimed - fired)} can fail"
+    kinds = {how[r.id] for r in detecting}
+    if detection(fault) == "fail":
+        assert "fail" in kinds, f"{fault.name} should make a case fail, got only {kinds}"
+    else:
+        assert "fail" not in kinds, f"{fault.name} fails a case: take it out of WARNING_ONLY"
     assert not undetected, f"{fault.name} not detected:\n" + "\n".join(map(_describe, undetected))
     assert not errors, f"{fault.name}: cases ended in error:\n" + "\n".join(map(_describe, errors))
     assert not collateral, (
