@@ -529,7 +529,8 @@ _BY_NAME = {fault.name: fault for fault in FAULTS}
 
 
 # Faults that break only should-strength or inferred rules: DESIGN.md section 3 makes
-# their cases warn, not fail, so a run with one of them exits 0 unless it is --strict.
+# their cases warn, not fail, so a run against such a KMS exits 0 unless it is --strict
+# (run --embedded-fault is a self-test and always folds strictly).
 # The fault matrix (tests/test_fault_matrix.py) holds every other fault to a failing case.
 WARNING_ONLY = frozenset(
     {
@@ -558,7 +559,7 @@ WARNING_ONLY = frozenset(
 
 
 def detection(fault: Fault) -> str:
-    """How the harness reports the fault: "fail" (exit 1) or "warning" (exit 1 with --strict)."""
+    """How the harness reports the fault: "fail", or "warning" (a failure with --strict)."""
     return "warning" if fault.name in WARNING_ONLY else "fail"
 
 

@@ -27,7 +27,7 @@ from conformance.engine import Runner
 from conformance.profiles import get_profile
 from conformance.results import CaseResult
 from conformance.target import Target, load_target
-from conformance.verdicts import Outcome, Verdict
+from conformance.verdicts import Outcome, Verdict, fold_checks
 from refkms.config import config_from_mapping
 from refkms.domain import Domain
 from refkms.faults import FAULTS, WARNING_ONLY, ActiveFaults, Fault, detection
@@ -276,6 +276,10 @@ def test_each_fault_is_detected_by_its_cases(fault: Fault, tmp_path: Path) -> No
         assert "fail" in kinds, f"{fault.name} should make a case fail, got only {kinds}"
     else:
         assert "fail" not in kinds, f"{fault.name} fails a case: take it out of WARNING_ONLY"
+    # `run --embedded-fault` folds strictly (a self-test: a warning is a catch), so every
+    # listed case fails there and the run exits 1.
+    strict = {r.id: fold_checks(r.checks, strict=True) for r in detecting}
+    assert all(v is Verdict.FAIL for v in strict.values()), f"{fault.name}: {strict}"
     assert not undetected, f"{fault.name} not detected:\n" + "\n".join(map(_describe, undetected))
     assert not errors, f"{fault.name}: cases ended in error:\n" + "\n".join(map(_describe, errors))
     assert not collateral, (

@@ -56,10 +56,23 @@ def test_run_against_the_embedded_kms_passes_and_writes_every_report(tmp_path: P
         assert (out / "evidence" / case_id / "case.json").is_file()
 
 
-def test_a_fault_makes_its_cases_fail_with_exit_1(tmp_path: Path) -> None:
+# One fault per area through the real CLI (the fault matrix covers all 68 in-process);
+# two of them break only should/inferred rules.
+CLI_FAULTS = (
+    "uid-first-octet-0x30",
+    "sig-trk-although-ink",
+    "envelope-wrong-namespace",
+    "cert-unknown-answered-200",
+    "auth-bad-signature-accepted",
+    "lookup-wrong-kms-uri",
+)
+
+
+@pytest.mark.parametrize("name", CLI_FAULTS)
+def test_a_fault_makes_its_cases_fail_with_exit_1(name: str, tmp_path: Path) -> None:
     out = tmp_path / "reports"
     faults = json.loads(_cli("faults", "--json").stdout)
-    fault = next(f for f in faults if f["name"] == "uid-first-octet-0x30")
+    fault = next(f for f in faults if f["name"] == name)
     done = _cli(
         "run", "--output", str(out), "--embedded-fault", fault["name"], "--cases", *fault["cases"]
     )
@@ -72,13 +85,40 @@ def test_a_fault_makes_its_cases_fail_with_exit_1(tmp_path: Path) -> None:
 
 
 def test_a_should_level_fault_warns_and_fails_only_with_strict(tmp_path: Path) -> None:
-    common = ["--embedded-fault", "no-cache-control", "--cases", "TRANSPORT-CACHE-001"]
-    lenient = _cli("run", "--output", str(tmp_path / "a"), *common)
+    state = tmp_path / "state"
+    server = subprocess.Popen(
+        [*CLI, "serve", "--state", str(state), "--fault", "no-cache-control"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        for _ in range(600):
+            if (state / "target.toml").is_file():
+                break
+            subprocess.run(["sleep", "0.1"], check=True)
+        common = ["--target", str(state / "target.toml"), "--cases", "TRANSPORT-CACHE-001"]
+        lenient = _cli("run", "--output", str(tmp_path / "a"), *common)
+        strict = _cli("run", "--output", str(tmp_path / "b"), "--strict", *common)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
     assert lenient.returncode == 0, lenient.stdout[-2000:]
     assert "WARN   TRANSPORT-CACHE-001" in lenient.stdout and "--strict" in lenient.stdout
-    strict = _cli("run", "--output", str(tmp_path / "b"), "--strict", *common)
     assert strict.returncode == 1, strict.stdout[-2000:]
     assert "FAIL   TRANSPORT-CACHE-001" in strict.stdout
+    # As an embedded self-test the same fault fails the run: a warning is a catch.
+    embedded = _cli(
+        "run",
+        "--output",
+        str(tmp_path / "c"),
+        "--embedded-fault",
+        "no-cache-control",
+        "--cases",
+        "TRANSPORT-CACHE-001",
+    )
+    assert embedded.returncode == 1, embedded.stdout[-2000:]
+    assert "self-test" in embedded.stderr and "FAIL   TRANSPORT-CACHE-001" in embedded.stdout
 
 
 def test_replay_resends_a_recorded_case(tmp_path: Path) -> None:
