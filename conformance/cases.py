@@ -22,6 +22,7 @@ import jsonschema
 import yaml
 
 from conformance.checks import REGISTRY
+from conformance.datafiles import data_dir
 from conformance.target import Target
 
 AREAS = (
@@ -111,7 +112,7 @@ def catalogue_dir() -> Path:
     override = os.environ.get("KMS_CONFORMANCE_CASES")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parent.parent / "testcases"
+    return data_dir("testcases")
 
 
 @cache

@@ -14,7 +14,9 @@ from typing import Final
 
 import xmlschema
 
-SCHEMA_DIR: Final = Path(__file__).resolve().parents[2] / "schemas"
+from conformance.datafiles import data_dir
+
+SCHEMA_DIR: Final = data_dir("schemas")
 
 XMLDSIG_NS: Final = "http://www.w3.org/2000/09/xmldsig#"
 XENC_NS: Final = "http://www.w3.org/2001/04/xmlenc#"
