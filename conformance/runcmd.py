@@ -88,7 +88,21 @@ def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr)
         )
         return EXIT_CONFIG
     _summary(run_result, Path(options.output), out)
+    if code == int(pytest_exit_code("INTERRUPTED")):
+        ran = len(run_result.cases)
+        print(
+            f"kms-conformance run: interrupted after {ran} case(s); the reports in "
+            f"{options.output} cover only those",
+            file=err,
+        )
+        return EXIT_CONFIG
     return exit_status(run_result)
+
+
+def pytest_exit_code(name: str) -> int:
+    import pytest
+
+    return int(getattr(pytest.ExitCode, name))
 
 
 def exit_status(run_result: RunResult) -> int:
