@@ -58,16 +58,18 @@ def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr)
             raise UsageProblem(f"no case matches {' '.join(options.cases)}")
         if options.target and options.faults:
             raise UsageProblem("--embedded-fault needs the embedded reference KMS (no --target)")
-        if options.faults and not options.strict:
+        self_test = bool(options.faults) and not options.strict
+        if self_test:
             # A self-test: the question is whether the harness catches the fault, and a
             # warning from a should-strength or inferred rule is a catch (DESIGN.md 3).
             options.strict = True
-            print(
-                "kms-conformance run: --embedded-fault is a self-test of the harness; "
-                "warnings count as failures (as with --strict)",
-                file=err,
-            )
         with _target_file(options, err) as (target_path, label):
+            if self_test:
+                print(
+                    "kms-conformance run: --embedded-fault is a self-test of the harness; "
+                    "warnings count as failures (as with --strict)",
+                    file=err,
+                )
             target = load_target(target_path)
             try:
                 get_profile(target.profile.release)

@@ -1,13 +1,15 @@
 """Running the real ``kms-conformance`` command in a subprocess, as a user would.
 
 Shared by the hostile-target and bad-user-input tests: the exit status, both output
-streams, the wall time and the child's own peak RSS (``os.wait4``: the figure belongs to
-this one process, not to every child the test worker ever had).
+streams, the wall time and the command's own peak RSS (measured by ``measure_rss.py``, a small
+process between the worker and the command: a child forked from the big pytest worker
+would start its ru_maxrss at the worker's size).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +20,7 @@ import yaml
 
 KMS_CONFORMANCE = Path(sys.executable).with_name("kms-conformance")
 CATALOGUE = Path(__file__).resolve().parents[2] / "testcases"
+MEASURE = Path(__file__).resolve().with_name("measure_rss.py")
 
 
 @dataclass(frozen=True)
@@ -40,10 +43,12 @@ def run_cli(
     """Run ``kms-conformance *argv``; kill it after ``limit_s`` (``hung`` says so)."""
     directory.mkdir(parents=True, exist_ok=True)
     out_file, err_file = directory / "stdout.txt", directory / "stderr.txt"
+    rss_file = directory / "peak-rss-kb.txt"
     started = time.monotonic()
     with out_file.open("wb") as out, err_file.open("wb") as err:
         process = subprocess.Popen(
-            [str(KMS_CONFORMANCE), *argv],
+            [sys.executable, str(MEASURE), str(rss_file), str(KMS_CONFORMANCE), *argv],
+            start_new_session=True,
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,
@@ -56,7 +61,7 @@ def run_cli(
                 break
             if time.monotonic() - started > limit_s:
                 hung = True
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
                 _, wait_status, usage = os.wait4(process.pid, 0)
                 break
             time.sleep(0.05)
@@ -67,9 +72,16 @@ def run_cli(
         stdout=out_file.read_text(errors="replace"),
         stderr=err_file.read_text(errors="replace"),
         seconds=seconds,
-        peak_rss_mb=usage.ru_maxrss / 1024,  # kilobytes on Linux
+        peak_rss_mb=_peak_kb(rss_file, usage.ru_maxrss) / 1024,  # kilobytes on Linux
         hung=hung,
     )
+
+
+def _peak_kb(rss_file: Path, fallback_kb: int) -> int:
+    try:
+        return int(rss_file.read_text())
+    except (OSError, ValueError):  # killed before it could write: the launcher's own figure
+        return fallback_kb
 
 
 def small_catalogue(folder: Path, case_ids: tuple[str, ...]) -> Path:
