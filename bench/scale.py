@@ -27,6 +27,8 @@ from pathlib import Path
 from lxml import etree
 
 SIZES = (1, 10, 100, 1000)
+REPEATS = 5  # runs of a row that takes less than CHEAP_S; the least CPU time is kept
+CHEAP_S = 5.0
 BACKENDS = {"gmpy2": {}, "python": {"KMS_CONFORMANCE_PURE_PYTHON": "1"}}
 PURE_PYTHON_KEY_SET_CAP = 100
 """Pure Python checks ~80 ms of pairing per key set: 1000 would add ~90 s to make bench."""
@@ -60,7 +62,15 @@ def main() -> None:
                 for size in SIZES:
                     if backend == "python" and kind == "keyprov" and size > PURE_PYTHON_KEY_SET_CAP:
                         continue
-                    result = _run(env, "--child", str(files[f"{kind}-{size}"]), str(files["init"]))
+                    args = ("--child", str(files[f"{kind}-{size}"]), str(files["init"]))
+                    result = _run(env, *args)
+                    # Cheap rows are repeated and the least CPU time kept: one run of a
+                    # fraction of a second is mostly noise on a shared machine.
+                    if float(result["seconds"]) < CHEAP_S:  # type: ignore[arg-type]
+                        for _ in range(REPEATS - 1):
+                            again = _run(env, *args)
+                            if float(again["seconds"]) < float(result["seconds"]):  # type: ignore[arg-type]
+                                result = again
                     rows.append({"backend": backend, "kind": kind, "size": size, **result})
     print(_markdown(rows, primitives, generated))
 
@@ -216,7 +226,8 @@ def _markdown(rows: list[dict[str, object]], primitives: dict[str, float], gener
         "",
         f"Command: `{COMMAND}`: `conformance.offline.check_file(FILE, init_file=INIT)` (the code "
         "of `kms-conformance check FILE --init INIT`) in a fresh subprocess per row; time is "
-        "the CPU time of that call (time.process_time, imports excluded), peak memory is "
+        "the CPU time of that call (time.process_time, imports excluded; rows under "
+        f"{CHEAP_S:.0f} s are run {REPEATS} times and the least time kept), peak memory is "
         "the subprocess's ru_maxrss "
         "(interpreter and imports included). Responses built once with the reference KMS code "
         f"(refkms.keys, refkms.messages) in {generated:.0f} s, untimed: one KMS with N users "
@@ -284,6 +295,16 @@ def _targets(
             f"validate_signing_keys, tables warm) = {limit:.1f} ms: "
             + _verdict(per_set, limit, "ms")
         )
+        if per_set > limit:
+            lines.append(
+                "  Profile (cProfile of check_file on 100 key sets, gmpy2): besides the RSK "
+                "and SSK validation, about 5 ms per key set is xmlschema validating the "
+                "document (pure Python, ~0.54 s of 3.6 s for 100 key sets) and ~1 ms the "
+                "other key-set checks. Validating with libxml2 (lxml.etree.XMLSchema) first "
+                "and calling xmlschema only for the messages of an invalid document would "
+                "remove most of it; not done this session, because the two validators "
+                "must first be shown to agree on every sample and fuzzed response."
+            )
     for backend in BACKENDS:
         row = by_key[(backend, "certcache", max(SIZES))]
         per_cert = float(row["seconds"]) * 1000 / max(SIZES)  # type: ignore[arg-type]
