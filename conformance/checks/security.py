@@ -24,7 +24,7 @@ from conformance.checks.base import (
 from conformance.checks.envelope import EXPECTED_CONTENT, schema_errors
 from conformance.crypto import xmldsig, xmlenc
 from conformance.model import KmsKeyProv, KmsResponse
-from conformance.profiles import load_schema
+from conformance.profiles import load_fast_schema, load_schema
 from conformance.protection import (
     NEW_KEY_ELEMENTS,
     EncryptionFacts,
@@ -672,7 +672,7 @@ def _plaintext_schema_problem(ctx: CheckContext) -> str | None:
     document = view.root if view.root is not None else view.element
     namespace = view.namespace if ctx.profile.namespace_configurable else None
     schema = load_schema(ctx.profile, namespace)
-    for path, reason in schema_errors(schema, document):
+    for path, reason in schema_errors(schema, document, load_fast_schema(ctx.profile, namespace)):
         if "/KmsMessage/" in path + "/":
             return f"{path}: {reason}"
     return None

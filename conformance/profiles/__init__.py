@@ -4,7 +4,13 @@
 XSD (cached per process); ``reference_3gpp_schema(path)`` loads a 3GPP-style XSD offline.
 """
 
-from conformance.profiles.profile import KMS_INTERFACE_NS, Profile, ProfileError, load_schema
+from conformance.profiles.profile import (
+    KMS_INTERFACE_NS,
+    Profile,
+    ProfileError,
+    load_fast_schema,
+    load_schema,
+)
 from conformance.profiles.registry import DEFAULT_PROFILE_NAME, PROFILES, get_profile
 from conformance.profiles.schemas import SCHEMA_DIR, import_locations, reference_3gpp_schema
 
@@ -17,6 +23,7 @@ __all__ = [
     "ProfileError",
     "get_profile",
     "import_locations",
+    "load_fast_schema",
     "load_schema",
     "reference_3gpp_schema",
 ]

@@ -13,12 +13,14 @@ from types import MappingProxyType
 from typing import Final
 
 import xmlschema
+from lxml import etree
 
 from conformance.profiles.schemas import (
     KRR_NS,
     NAMESPACE_PLACEHOLDER,
     XENC_NS,
     XMLDSIG_NS,
+    compile_profile_fast,
     compile_profile_schema,
 )
 
@@ -83,6 +85,15 @@ def load_schema(profile: Profile, namespace: str | None = None) -> xmlschema.XML
         return compile_profile_schema(profile.schema_file)
     _check_namespace(chosen)
     return compile_profile_schema(profile.schema_file, chosen)
+
+
+def load_fast_schema(profile: Profile, namespace: str | None = None) -> etree.XMLSchema | None:
+    """libxml2's compilation of the same XSD (``compile_profile_fast``), or None."""
+    load_schema(profile, namespace)  # the same namespace rules and errors
+    if not profile.namespace_configurable:
+        return compile_profile_fast(profile.schema_file)
+    chosen = profile.namespace if namespace is None else namespace
+    return compile_profile_fast(profile.schema_file, chosen)
 
 
 _UNSAFE_IN_NAMESPACE = re.compile(r"[\s\"'<>&]")

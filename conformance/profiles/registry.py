@@ -36,16 +36,34 @@ _EXPECTED_VERSIONS: Final = {
 }
 
 _RESPONSE_ORDER: Final = (
-    "UserUri", "KmsUri", "Time", "KmsId", "ClientReqUrl", "KmsMessage", "KmsError",
+    "UserUri",
+    "KmsUri",
+    "Time",
+    "KmsId",
+    "ClientReqUrl",
+    "KmsMessage",
+    "KmsError",
 )
 _REQUEST_ORDER: Final = (
-    "UserUri", "KmsUri", "Time", "ClientId", "DeviceId", "ClientReqUrl", "KrrList",
+    "UserUri",
+    "KmsUri",
+    "Time",
+    "ClientId",
+    "DeviceId",
+    "ClientReqUrl",
+    "KrrList",
     "ClientError",
 )
 _KEY_ID_ELEMENTS: Final = ("TrK-ID", "Signature-ID")
 # Rel-13 order, sources.md section 3 row 2; extensions may sit between KmsId and ClientReqUrl.
 _REL13_RESPONSE_ORDER: Final = (
-    "KmsUri", "UserUri", "Time", "KmsId", "ClientReqUrl", "KmsMessage", "KmsError",
+    "KmsUri",
+    "UserUri",
+    "Time",
+    "KmsId",
+    "ClientReqUrl",
+    "KmsMessage",
+    "KmsError",
 )
 
 # Scopes observed per era: kms-interface.md section 2; sources.md section 3 row 16.
@@ -79,65 +97,67 @@ _C14N: Final = (
 )
 _USER_ID_ENCODINGS: Final = ("base64", "hex")  # sources.md row 3: accept both
 
-PROFILES: Final[Mapping[str, Profile]] = MappingProxyType({
-    "ts33180-r17": Profile(
-        name="ts33180-r17",
-        description="TS 33.180 Rel-17 (seed CR): TrK-ID, Signature-ID, KmsLookup, AES-GCM",
-        namespace=KMS_INTERFACE_NS,
-        schema_file="ts33180-r17/kms-interface.xsd",
-        krr_namespace=KRR_NS,
-        response_child_order=_RESPONSE_ORDER + _KEY_ID_ELEMENTS,
-        request_child_order=_REQUEST_ORDER + _KEY_ID_ELEMENTS,
-        user_id_encoding="base64",
-        user_id_encodings=_USER_ID_ENCODINGS,
-        require_xsi_type=True,
-        expected_versions=_EXPECTED_VERSIONS,
-        token_scopes=_MC_SCOPES,
-        has_trk_id_elements=True,
-        has_lookup=True,
-        message_encryption_algorithms=(_AES128_GCM,),
-        key_wrap_algorithms=_KEY_WRAPS,
-        c14n_methods=_C14N,
-    ),
-    "ts33180-r16": Profile(
-        name="ts33180-r16",
-        description="TS 33.180 schema as in peer-samples (release inferred)",
-        namespace=KMS_INTERFACE_NS,
-        schema_file="ts33180-r16/kms-interface.xsd",
-        krr_namespace=KRR_NS,
-        response_child_order=_RESPONSE_ORDER,
-        request_child_order=_REQUEST_ORDER,
-        user_id_encoding="base64",
-        user_id_encodings=_USER_ID_ENCODINGS,
-        require_xsi_type=True,
-        expected_versions=_EXPECTED_VERSIONS,
-        token_scopes=(*_MC_SCOPES, _REL13_SCOPES[0]),
-        has_trk_id_elements=False,
-        has_lookup=False,
-        # KMSMessage admits a foreign child, so an early Rel-17-style EncryptedData is valid.
-        message_encryption_algorithms=(_AES128_GCM,),
-        key_wrap_algorithms=_KEY_WRAPS,
-        c14n_methods=_C14N,
-    ),
-    "rel13-legacy": Profile(
-        name="rel13-legacy",
-        description="TS 33.179 Rel-13: KmsUri first, vendor namespace, TrK only, lenient",
-        namespace=KMS_INTERFACE_NS,
-        schema_file="rel13-legacy/kms-interface.xsd",
-        krr_namespace=KRR_NS,
-        response_child_order=_REL13_RESPONSE_ORDER,
-        request_child_order=_REQUEST_ORDER,
-        user_id_encoding="base64",
-        user_id_encodings=_USER_ID_ENCODINGS,
-        require_xsi_type=False,
-        expected_versions=_EXPECTED_VERSIONS,
-        token_scopes=_REL13_SCOPES,
-        has_trk_id_elements=False,
-        has_lookup=False,
-        # Rel-13 protected keys one by one; whole-message encryption came with Rel-17.
-        message_encryption_algorithms=(),
-        key_wrap_algorithms=_KEY_WRAPS,
-        c14n_methods=_C14N,
-        namespace_configurable=True,
-    ),
-})
+PROFILES: Final[Mapping[str, Profile]] = MappingProxyType(
+    {
+        "ts33180-r17": Profile(
+            name="ts33180-r17",
+            description="TS 33.180 Rel-17 (seed CR): TrK-ID, Signature-ID, KmsLookup, AES-GCM",
+            namespace=KMS_INTERFACE_NS,
+            schema_file="ts33180-r17/kms-interface.xsd",
+            krr_namespace=KRR_NS,
+            response_child_order=_RESPONSE_ORDER + _KEY_ID_ELEMENTS,
+            request_child_order=_REQUEST_ORDER + _KEY_ID_ELEMENTS,
+            user_id_encoding="base64",
+            user_id_encodings=_USER_ID_ENCODINGS,
+            require_xsi_type=True,
+            expected_versions=_EXPECTED_VERSIONS,
+            token_scopes=_MC_SCOPES,
+            has_trk_id_elements=True,
+            has_lookup=True,
+            message_encryption_algorithms=(_AES128_GCM,),
+            key_wrap_algorithms=_KEY_WRAPS,
+            c14n_methods=_C14N,
+        ),
+        "ts33180-r16": Profile(
+            name="ts33180-r16",
+            description="TS 33.180 schema as in peer-samples (release inferred)",
+            namespace=KMS_INTERFACE_NS,
+            schema_file="ts33180-r16/kms-interface.xsd",
+            krr_namespace=KRR_NS,
+            response_child_order=_RESPONSE_ORDER,
+            request_child_order=_REQUEST_ORDER,
+            user_id_encoding="base64",
+            user_id_encodings=_USER_ID_ENCODINGS,
+            require_xsi_type=True,
+            expected_versions=_EXPECTED_VERSIONS,
+            token_scopes=(*_MC_SCOPES, _REL13_SCOPES[0]),
+            has_trk_id_elements=False,
+            has_lookup=False,
+            # KMSMessage admits a foreign child, so an early Rel-17-style EncryptedData is valid.
+            message_encryption_algorithms=(_AES128_GCM,),
+            key_wrap_algorithms=_KEY_WRAPS,
+            c14n_methods=_C14N,
+        ),
+        "rel13-legacy": Profile(
+            name="rel13-legacy",
+            description="TS 33.179 Rel-13: KmsUri first, vendor namespace, TrK only, lenient",
+            namespace=KMS_INTERFACE_NS,
+            schema_file="rel13-legacy/kms-interface.xsd",
+            krr_namespace=KRR_NS,
+            response_child_order=_REL13_RESPONSE_ORDER,
+            request_child_order=_REQUEST_ORDER,
+            user_id_encoding="base64",
+            user_id_encodings=_USER_ID_ENCODINGS,
+            require_xsi_type=False,
+            expected_versions=_EXPECTED_VERSIONS,
+            token_scopes=_REL13_SCOPES,
+            has_trk_id_elements=False,
+            has_lookup=False,
+            # Rel-13 protected keys one by one; whole-message encryption came with Rel-17.
+            message_encryption_algorithms=(),
+            key_wrap_algorithms=_KEY_WRAPS,
+            c14n_methods=_C14N,
+            namespace_configurable=True,
+        ),
+    }
+)

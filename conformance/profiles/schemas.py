@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Final
 
 import xmlschema
+from lxml import etree
 
 from conformance.datafiles import data_dir
 
@@ -71,3 +72,25 @@ def compile_profile_schema(schema_file: str, namespace: str | None = None) -> xm
         return compile_offline(path)
     text = path.read_text(encoding="utf-8").replace(NAMESPACE_PLACEHOLDER, namespace)
     return compile_offline(text, base_url=path.parent)
+
+
+@lru_cache(maxsize=32)
+def compile_profile_fast(schema_file: str, namespace: str | None = None) -> etree.XMLSchema | None:
+    """The same XSD compiled by libxml2 (lxml), for a fast first answer; None if it fails.
+
+    Only a "valid" answer of libxml2 is used (checks then skip xmlschema); any other answer
+    goes to xmlschema, which gives the messages. tests/test_fast_schema.py holds the two to
+    agreement on every sample, on the fuzz corpus and on mutated responses. The XSDs import
+    each other through relative schemaLocations inside ``schemas/``; the parser reads no
+    network and resolves no entities.
+    """
+    path = SCHEMA_DIR / schema_file
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    try:
+        text = path.read_text(encoding="utf-8")
+        if namespace is not None:
+            text = text.replace(NAMESPACE_PLACEHOLDER, namespace)
+        document = etree.fromstring(text.encode("utf-8"), parser, base_url=str(path))
+        return etree.XMLSchema(document)
+    except (OSError, etree.XMLSchemaParseError, etree.XMLSyntaxError):
+        return None
