@@ -297,13 +297,11 @@ def _targets(
         )
         if per_set > limit:
             lines.append(
-                "  Profile (cProfile of check_file on 100 key sets, gmpy2): besides the RSK "
-                "and SSK validation, about 5 ms per key set is xmlschema validating the "
-                "document (pure Python, ~0.54 s of 3.6 s for 100 key sets) and ~1 ms the "
-                "other key-set checks. Validating with libxml2 (lxml.etree.XMLSchema) first "
-                "and calling xmlschema only for the messages of an invalid document would "
-                "remove most of it; not done this session, because the two validators "
-                "must first be shown to agree on every sample and fuzzed response."
+                "  Profile (cProfile of check_file on 100 key sets, gmpy2, before the libxml2 "
+                "fast path): besides the RSK and SSK validation, about 5 ms per key set was "
+                "xmlschema validating the document; valid documents now skip it "
+                "(conformance.profiles.load_fast_schema), so what remains is the other "
+                "key-set checks (~1 ms) and noise on a shared machine."
             )
     for backend in BACKENDS:
         row = by_key[(backend, "certcache", max(SIZES))]
