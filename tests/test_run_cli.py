@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from html import escape as html_escape
 from pathlib import Path
 
 import jsonschema
@@ -68,6 +69,16 @@ CLI_FAULTS = (
 )
 
 
+def test_a_full_run_with_no_arguments_passes(tmp_path: Path) -> None:
+    """Issue 4's first Done-when: the whole catalogue against the embedded KMS, exit 0."""
+    done = _cli("run", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]
+    results = _results(tmp_path / "reports" / "latest")
+    assert len(results["cases"]) >= 120
+    assert results["summary"]["fail"] == 0 and results["summary"]["error"] == 0
+    assert results["summary"]["pass"] >= 120
+
+
 @pytest.mark.parametrize("name", CLI_FAULTS)
 def test_a_fault_makes_its_cases_fail_with_exit_1(name: str, tmp_path: Path) -> None:
     out = tmp_path / "reports"
@@ -82,6 +93,14 @@ def test_a_fault_makes_its_cases_fail_with_exit_1(name: str, tmp_path: Path) -> 
     assert all(f"FAIL   {c}" in done.stdout for c in fault["cases"])
     html = (out / "report.html").read_text()
     assert "not conformant" in html.lower()
+    # Failing cases come first, with their reason, and their details link the evidence.
+    attention = html[html.index('id="attention"') : html.index("Cases by area")]
+    for case_id in fault["cases"]:
+        assert case_id in attention
+        assert f"evidence/{case_id}/" in html
+    first = next(c for c in _results(out)["cases"] if c["id"] == fault["cases"][0])
+    reason = first["reason"].split("'")[0].split('"')[0]  # quotes escape differently
+    assert html_escape(reason, quote=False) in attention
 
 
 def test_a_should_level_fault_warns_and_fails_only_with_strict(tmp_path: Path) -> None:
