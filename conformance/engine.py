@@ -23,7 +23,6 @@ from conformance.checks.values import parse_datetime
 from conformance.exchange import Exchange
 from conformance.model import (
     KmsCertificate,
-    KmsInit,
     KmsResponse,
     NotAKmsResponse,
     parse_response,
@@ -72,9 +71,6 @@ class Runner:
     strict: bool = False
     transport: httpx.BaseTransport | None = None
     _probe: Probe | None = None
-    _init_certificate: KmsCertificate | None = None
-    _init_done: bool = False
-    _init_problem: str = ""
     clock: Any = field(default=None)
 
     @property
@@ -93,27 +89,12 @@ class Runner:
     # -- the run-wide precondition: the KMS's own certificate ----------------------------
 
     def init_certificate(self) -> KmsCertificate | None:
-        if self._init_done:
-            return self._init_certificate
-        self._init_done = True
+        """The KMS's own certificate, from the one KMS Initialize the probe makes per run;
+        None when that failed (checks that need it are then skipped with the reason)."""
         try:
-            body = self.probe.init_response()
-        except (MissingInput, PreconditionFailed) as exc:
-            self._init_problem = str(exc)
+            return self.probe.init_certificate()
+        except (MissingInput, PreconditionFailed):
             return None
-        if not body:
-            self._init_problem = "KMS Initialize gave no usable response"
-            return None
-        user = self.target.users[0] if self.target.users else None
-        parsed = self._parse(body, user)
-        content = (
-            parsed.plain.kms_message.content if parsed.plain and parsed.plain.kms_message else None
-        )
-        if isinstance(content, KmsInit) and content.certificates:
-            self._init_certificate = content.certificates[0]
-        else:
-            self._init_problem = parsed.problem or "KMS Initialize response holds no certificate"
-        return self._init_certificate
 
     # -- one case -------------------------------------------------------------------------
 

@@ -271,12 +271,16 @@ class Probe:
                     self._init_certificate = content.certificates[0]
         return self._init_body
 
+    def init_certificate(self) -> KmsCertificate | None:
+        """The KmsCertificate of that init response (decrypted if need be), or None."""
+        self.init_response()
+        return self._init_certificate
+
     def kms_uri(self) -> str | None:
         """``pixit.kms_uri``, else the KmsUri of the certificate in the init response."""
         if self.target.pixit.kms_uri:
             return self.target.pixit.kms_uri
-        self.init_response()
-        certificate = self._init_certificate
+        certificate = self.init_certificate()
         return certificate.kms_uri if certificate is not None and certificate.kms_uri else None
 
     # -- building a request ------------------------------------------------------------
