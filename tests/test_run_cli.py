@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 
 from conformance.cases import load_catalogue
-from conformance.runcmd import coverage_markdown
+from conformance.runcmd import coverage_markdown, embedded_kms
 from conformance.target import load_target
 
 CLI = [sys.executable, "-m", "conformance.cli"]
@@ -104,24 +104,10 @@ def test_a_fault_makes_its_cases_fail_with_exit_1(name: str, tmp_path: Path) -> 
 
 
 def test_a_should_level_fault_warns_and_fails_only_with_strict(tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    server = subprocess.Popen(
-        [*CLI, "serve", "--state", str(state), "--fault", "no-cache-control"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    try:
-        for _ in range(600):
-            if (state / "target.toml").is_file():
-                break
-            subprocess.run(["sleep", "0.1"], check=True)
-        common = ["--target", str(state / "target.toml"), "--cases", "TRANSPORT-CACHE-001"]
+    with embedded_kms(["no-cache-control"]) as (target, _label):
+        common = ["--target", str(target), "--cases", "TRANSPORT-CACHE-001"]
         lenient = _cli("run", "--output", str(tmp_path / "a"), *common)
         strict = _cli("run", "--output", str(tmp_path / "b"), "--strict", *common)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
     assert lenient.returncode == 0, lenient.stdout[-2000:]
     assert "WARN   TRANSPORT-CACHE-001" in lenient.stdout and "--strict" in lenient.stdout
     assert strict.returncode == 1, strict.stdout[-2000:]
@@ -141,27 +127,10 @@ def test_a_should_level_fault_warns_and_fails_only_with_strict(tmp_path: Path) -
 
 
 def test_replay_resends_a_recorded_case(tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    server = subprocess.Popen(
-        [*CLI, "serve", "--state", str(state)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    try:
-        for _ in range(600):
-            if (state / "target.toml").is_file():
-                break
-            subprocess.run(["sleep", "0.1"], check=True)
+    with embedded_kms([]) as (target, _label):
         out = tmp_path / "reports"
         first = _cli(
-            "run",
-            "--target",
-            str(state / "target.toml"),
-            "--output",
-            str(out),
-            "--cases",
-            "KEYPROV-UID-001",
+            "run", "--target", str(target), "--output", str(out), "--cases", "KEYPROV-UID-001"
         )
         assert first.returncode == 0, first.stdout[-2000:]
         again = _cli("replay", str(out), "KEYPROV-UID-001")
@@ -170,24 +139,10 @@ def test_replay_resends_a_recorded_case(tmp_path: Path) -> None:
         missing = _cli("replay", str(out), "NO-SUCH-CASE-001")
         assert missing.returncode == 2 and "Traceback" not in missing.stderr
         assert len(missing.stderr.strip().splitlines()) == 1
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def test_the_pytest_plugin_runs_cases_under_xdist_with_junit_properties(tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    server = subprocess.Popen(
-        [*CLI, "serve", "--state", str(state)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    try:
-        for _ in range(600):
-            if (state / "target.toml").is_file():
-                break
-            subprocess.run(["sleep", "0.1"], check=True)
+    with embedded_kms([]) as (target, _label):
         junit = tmp_path / "junit.xml"
         done = subprocess.run(
             [
@@ -204,7 +159,7 @@ def test_the_pytest_plugin_runs_cases_under_xdist_with_junit_properties(tmp_path
                 str(ROOT / "testcases"),
                 str(ROOT / "testcases"),
                 "--kms-target",
-                str(state / "target.toml"),
+                str(target),
                 "--kms-output",
                 str(tmp_path / "out"),
                 "-n",
@@ -220,13 +175,10 @@ def test_the_pytest_plugin_runs_cases_under_xdist_with_junit_properties(tmp_path
             cwd=tmp_path,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+        token = load_target(target).users[0].token
     assert done.returncode == 0, done.stdout[-2000:]
     text = junit.read_text()
     assert 'name="case_id" value="KEYPROV-UID-001"' in text and 'name="reqs"' in text
-    token = load_target(state / "target.toml").users[0].token
     assert token is not None and token.reveal().decode() not in text
     ids = {c["id"] for c in _results(tmp_path / "out")["cases"]}
     assert "KEYPROV-UID-001" in ids and any(i.startswith("ERR-AUTH-NOTOKEN") for i in ids)

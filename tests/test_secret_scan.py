@@ -14,11 +14,11 @@ import re
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
+from conformance.runcmd import embedded_kms
 from conformance.target import load_target
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,19 +37,8 @@ def _forms(secret: bytes) -> list[bytes]:
 
 
 def test_no_secret_reaches_any_output_file(tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    server = subprocess.Popen(
-        [*CLI, "serve", "--state", str(state)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=ENV,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not (state / "target.toml").is_file():
-            assert server.poll() is None and time.monotonic() < deadline, "refkms did not start"
-            time.sleep(0.1)
-        target = load_target(state / "target.toml")
+    with embedded_kms([]) as (target_file, _label):
+        target = load_target(target_file)
         out = tmp_path / "reports"
         cases = ["INIT-*", "KEYPROV-*", "ERR-AUTH-*", "SEC-SIG-*", "REQUEST-SIG-*"]
         done = subprocess.run(
@@ -57,7 +46,7 @@ def test_no_secret_reaches_any_output_file(tmp_path: Path) -> None:
                 *CLI,
                 "run",
                 "--target",
-                str(state / "target.toml"),
+                str(target_file),
                 "--output",
                 str(out),
                 "--cases",
@@ -68,10 +57,7 @@ def test_no_secret_reaches_any_output_file(tmp_path: Path) -> None:
             env=ENV,
         )
         assert done.returncode == 0, done.stdout[-3000:]
-        rsk = _rsk_of_user_one(target, state)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+        rsk = _rsk_of_user_one(target)
 
     secrets: dict[str, bytes] = {"rsk": rsk}
     for number, user in enumerate(target.users, start=1):
@@ -108,7 +94,7 @@ def test_no_secret_reaches_any_output_file(tmp_path: Path) -> None:
     assert not leaks, "secrets written:\n" + "\n".join(sorted(set(leaks))[:40])
 
 
-def _rsk_of_user_one(target, state: Path) -> bytes:  # type: ignore[no-untyped-def]
+def _rsk_of_user_one(target) -> bytes:  # type: ignore[no-untyped-def]
     """The RSK the KMS issues user 1 for this period (deterministic for a period)."""
     user = target.users[0]
     response = httpx.post(
