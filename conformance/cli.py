@@ -39,6 +39,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("-n", type=int, default=0, metavar="N")
     run.add_argument("--embedded-profile", metavar="NAME", help="profile of the embedded KMS")
     run.add_argument("--embedded-config", metavar="FILE", help="configuration of the embedded KMS")
+    run.add_argument("--waivers", metavar="FILE", help="known deviations (TOML, see README)")
 
     lst = sub.add_parser("list", help="list every case")
     lst.add_argument("--json", action="store_true")
@@ -112,6 +113,7 @@ def _run(args: argparse.Namespace) -> int:
         workers=args.n,
         embedded_profile=args.embedded_profile,
         embedded_config=args.embedded_config,
+        waivers=args.waivers,
     )
     return run(options)
 

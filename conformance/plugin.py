@@ -48,6 +48,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kms-strict", action="store_true", help="warnings fail the case")
     group.addoption("--kms-label", default="", help="what the target is, for the report")
     group.addoption("--kms-cases", default="", help="comma-separated case ids to run")
+    group.addoption("--kms-waivers", metavar="FILE", help="known deviations (waiver TOML)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -70,6 +71,14 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     config.stash[_RESULTS_KEY] = {}
     config.stash[_STARTED_KEY] = (datetime.now(UTC), time.monotonic())
+    waiver_file = config.getoption("--kms-waivers", default=None)
+    if waiver_file:  # a bad waiver file stops the session before any case runs
+        from conformance.waivers import WaiverFileError, load_waivers
+
+        try:
+            load_waivers(Path(waiver_file))
+        except WaiverFileError as exc:
+            raise pytest.UsageError(str(exc)) from None
     config.addinivalue_line("markers", "kms_area(name): the area of a KMS conformance case")
 
 
@@ -263,6 +272,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         strict=bool(config.getoption("--kms-strict")),
         secrets=collect_secrets(target),
     )
+    waiver_file = config.getoption("--kms-waivers", default=None)
+    if waiver_file:
+        from conformance.waivers import apply_waivers, load_waivers
+
+        apply_waivers(run, load_waivers(Path(waiver_file)), waiver_file)
     LAST["run"] = run
     output = config.getoption("--kms-output")
     if output:

@@ -57,6 +57,8 @@ def build_document(run: RunResult, redactor: Redactor, evidence_dirs: Mapping[st
         "requirements": requirement_rows(run),
         "cases": [_case(case, evidence_dirs.get(case.id, case.id)) for case in run.cases],
     }
+    if run.waivers is not None:  # run --waivers: what each waiver did (absent otherwise)
+        document["waivers"] = run.waivers
     return redact_tree(document, redactor)
 
 
@@ -175,4 +177,6 @@ def case_fields(case: CaseResult) -> dict[str, Any]:
         "duration_s": round(case.duration_s, 3),
         "warnings": case.warnings,
         "checks": [check_dict(check) for check in case.checks],
+        # The waiver that decided the case (run --waivers only); "verdict" stays as judged.
+        **({"waived": case.waived, "waiver": case.waiver} if case.waiver else {}),
     }
