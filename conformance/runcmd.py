@@ -269,6 +269,7 @@ def _write_campaign(options: RunOptions, output: Path, chosen: list[Case], total
     and a copy of the waiver file, so the output folder says which waivers were used."""
     waivers = output / "waivers.toml"
     waivers.unlink(missing_ok=True)
+    (output / "report.pdf").unlink(missing_ok=True)  # made by `report --pdf` for one run
     if options.waivers:
         shutil.copyfile(options.waivers, waivers)
     campaign = {
