@@ -119,7 +119,10 @@ def pctr_html(
     """The PCTR as print-ready HTML (what the PDF is rendered from)."""
     summary = document["summary"]
     state, banner = verdict_banner(summary)
-    cases = [{**case, "label": case_label(case)} for case in document["cases"]]
+    cases = [
+        {**case, "label": case_label(case), "waiver": case.get("waiver")}
+        for case in document["cases"]
+    ]
     target = dict(document.get("target", {}))
     pics = target.pop("pics", {}) or {}
     failing = [c for c in cases if c["verdict"] in ("fail", "error", "inconc") or c.get("waiver")]
