@@ -35,6 +35,7 @@ from conformance.verdicts import Outcome, Verdict
 _RUNNER_KEY = pytest.StashKey[Runner]()
 _RESULTS_KEY = pytest.StashKey[dict[str, CaseResult]]()
 _STARTED_KEY = pytest.StashKey[tuple[datetime, float]]()
+_WAIVERS_KEY = pytest.StashKey[list[Any]]()
 _WIRE = "kms_case"
 
 # The last finished run in this process (the CLI reads it after pytest.main returns).
@@ -76,7 +77,7 @@ def pytest_configure(config: pytest.Config) -> None:
         from conformance.waivers import WaiverFileError, load_waivers
 
         try:
-            load_waivers(Path(waiver_file))
+            config.stash[_WAIVERS_KEY] = load_waivers(Path(waiver_file))
         except WaiverFileError as exc:
             raise pytest.UsageError(str(exc)) from None
     config.addinivalue_line("markers", "kms_area(name): the area of a KMS conformance case")
@@ -135,6 +136,22 @@ class CaseErrored(Exception):
     pass
 
 
+class UnexpectedPass(Exception):
+    """A waived case passed: the run fails so that the stale waiver is removed."""
+
+
+def _waiver_status(config: pytest.Config, result: CaseResult) -> str | None:
+    waivers = config.stash.get(_WAIVERS_KEY, None)
+    if not waivers:
+        return None
+    from conformance.waivers import decide
+
+    target = _target(config)
+    on = config.stash[_STARTED_KEY][0].date()
+    decided = decide(result, waivers, target.profile.release, _pics_dict(target), on)
+    return decided[1] if decided else None
+
+
 class CaseItem(pytest.Item):
     def __init__(self, *, case: Case, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -165,6 +182,13 @@ class CaseItem(pytest.Item):
         result = self.result
         assert result is not None
         _decorate(self.config, result)
+        status = _waiver_status(self.config, result)
+        if status == "applied":  # a known deviation: pytest's own word for it is xfail
+            self.user_properties.append(("waiver", status))
+            pytest.xfail(f"fail (waived): {result.reason}")
+        if status == "unexpected pass":
+            self.user_properties.append(("waiver", status))
+            raise UnexpectedPass(result.id)
         if result.verdict is Verdict.FAIL:
             raise CaseFailed(result)
         if result.verdict is Verdict.INCONC:
@@ -175,6 +199,8 @@ class CaseItem(pytest.Item):
             return _failure_text(excinfo.value.result)
         if isinstance(excinfo.value, CaseErrored):
             return f"error: {excinfo.value}"
+        if isinstance(excinfo.value, UnexpectedPass):
+            return "unexpected pass: the case is waived but passed; remove the waiver"
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[Path, int, str]:
@@ -230,9 +256,14 @@ def pytest_report_teststatus(
 ) -> tuple[str, str, str] | None:
     if not _active(config):
         return None
-    verdict = dict(report.user_properties).get("verdict")
+    properties = dict(report.user_properties)
+    verdict = properties.get("verdict")
     if verdict is None or report.when not in ("setup", "call"):
         return None
+    if report.when == "call" and properties.get("waiver") == "applied":
+        return "xfailed", "w", "WAIVED"
+    if report.when == "call" and properties.get("waiver") == "unexpected pass":
+        return "failed", "U", "UNEXPECTED PASS"
     if report.when == "setup" and verdict not in ("n/a", "error"):
         return None
     letters = {"pass": ".", "fail": "F", "n/a": "s", "inconc": "i", "error": "E"}

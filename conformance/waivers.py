@@ -149,7 +149,7 @@ def apply_waivers(run: RunResult, waivers: list[Waiver], source: str = "") -> No
     touched: dict[int, list[str]] = {w.index: [] for w in waivers}
     statuses: dict[int, set[str]] = {w.index: set() for w in waivers}
     for case in run.cases:
-        decided = _decide(case, waivers, run.profile, run.pics, on)
+        decided = decide(case, waivers, run.profile, run.pics, on)
         if decided is None:
             continue
         waiver, status = decided
@@ -171,9 +171,10 @@ def apply_waivers(run: RunResult, waivers: list[Waiver], source: str = "") -> No
     run.waiver_file = source
 
 
-def _decide(
+def decide(
     case: CaseResult, waivers: list[Waiver], profile: str, pics: dict[str, Any], on: date
 ) -> tuple[Waiver, str] | None:
+    """The waiver that decides ``case`` on day ``on`` and its status, or None."""
     if case.verdict not in (Verdict.FAIL, Verdict.PASS):
         return None
     expired = None
