@@ -124,6 +124,8 @@ def test_an_unexpected_pass_and_an_expired_waiver_fail_the_run(runs) -> None:
         "waiver 'CERT-UNKNOWN-001' (was to be fixed last year) expired on 2020-01-01" in done.stderr
     )
     document = results(out)
+    schema = json.loads((ROOT / "conformance/report/results.schema.json").read_text())
+    jsonschema.validate(document, schema)
     by_id = {c["id"]: c for c in document["cases"]}
     assert by_id["INIT-CERT-001"]["verdict"] == "pass"
     assert by_id["INIT-CERT-001"]["waiver"]["status"] == "unexpected pass"
