@@ -190,20 +190,6 @@ def decide(
     return None
 
 
-def unexpected_passes(run: RunResult) -> list[CaseResult]:
-    return [c for c in run.cases if c.waiver and c.waiver["status"] == UNEXPECTED_PASS]
-
-
-def label(case: CaseResult) -> str:
-    """The verdict as reports print it: ``fail (waived)``, ``pass (unexpected)`` or plain."""
-    status = case.waiver["status"] if case.waiver else ""
-    if status == APPLIED:
-        return "fail (waived)"
-    if status == UNEXPECTED_PASS:
-        return "pass (unexpected: waived)"
-    return case.verdict.value
-
-
 def summary_lines(run: RunResult) -> list[str]:
     """Lines for the terminal summary (and stderr warnings) about the run's waivers."""
     lines = []
