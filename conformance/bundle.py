@@ -277,9 +277,12 @@ def make_bundle(
     lab_file: Path | None = None,
 ) -> dict[str, Any]:
     """Write the bundle; returns its statement. Raises BundleError."""
-    document = _json_file(out_dir / "results.json")
-    if not isinstance(document, dict) or not isinstance(document.get("cases"), list):
-        raise BundleError(f"{out_dir / 'results.json'}: missing or not a results document")
+    from conformance.report.pdf import PdfError, read_run
+
+    try:
+        document, _ = read_run(out_dir)  # validated against results.schema.json
+    except PdfError as exc:
+        raise BundleError(str(exc)) from None
     campaign = _json_file(out_dir / "campaign.json")
     reasons = incomplete_reasons(document, campaign)
     if reasons and not allow_incomplete:
@@ -291,7 +294,7 @@ def make_bundle(
         )
     key = _load_private_key(key_file)
     if lab_file is not None or not (out_dir / "report.pdf").is_file():
-        from conformance.report.pdf import PdfError, write_pdf
+        from conformance.report.pdf import write_pdf
 
         try:
             write_pdf(out_dir, lab_file)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from conformance.report.results_json import SCHEMA_ID
+from conformance.report.results_json import SCHEMA_ID, schema_problem
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
 BAD = ("fail", "error")
@@ -86,11 +86,9 @@ def load_results(path: Path) -> dict[str, Any]:
         raise DiffInputError(f"{file}: not readable JSON: {exc}") from None
     if not isinstance(document, dict) or document.get("schema") != SCHEMA_ID:
         raise DiffInputError(f"{file}: not a {SCHEMA_ID} document")
-    cases = document.get("cases")
-    if not isinstance(cases, list) or not all(
-        isinstance(c, dict) and isinstance(c.get("id"), str) for c in cases
-    ):
-        raise DiffInputError(f"{file}: cases: must be a list of cases with an id")
+    problem = schema_problem(document)
+    if problem:
+        raise DiffInputError(f"{file}: not a valid results document: {problem}")
     return document
 
 

@@ -36,6 +36,7 @@ import jinja2
 
 from conformance.report.evidence import atomic_write
 from conformance.report.html import _coverage, case_label, verdict_banner
+from conformance.report.results_json import schema_problem
 
 TEMPLATE = "pctr.html.j2"
 INSTALL_HINT = (
@@ -103,8 +104,9 @@ def read_run(out_dir: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
         raise PdfError(f"{results}: not found (is {out_dir} the output folder of a run?)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PdfError(f"{results}: not readable JSON: {exc}") from None
-    if not isinstance(document, dict) or not isinstance(document.get("cases"), list):
-        raise PdfError(f"{results}: not a kms-conformance results document")
+    problem = schema_problem(document)
+    if problem:
+        raise PdfError(f"{results}: not a kms-conformance results document: {problem}")
     campaign = None
     try:
         campaign = json.loads((out_dir / "campaign.json").read_text(encoding="utf-8"))

@@ -62,6 +62,19 @@ def build_document(run: RunResult, redactor: Redactor, evidence_dirs: Mapping[st
     return redact_tree(document, redactor)
 
 
+def schema_problem(document: Any) -> str | None:
+    """Why ``document`` is not a valid results document (results.schema.json), or None."""
+    import jsonschema
+
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    errors = jsonschema.Draft202012Validator(schema).iter_errors(document)
+    error = jsonschema.exceptions.best_match(errors)
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "document"
+    return f"{where}: {error.message}"
+
+
 def to_bytes(document: Any) -> bytes:
     """The document as written: UTF-8 JSON, indented, newline at the end."""
     return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
