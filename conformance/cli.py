@@ -39,6 +39,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("-n", type=int, default=0, metavar="N")
     run.add_argument("--embedded-profile", metavar="NAME", help="profile of the embedded KMS")
     run.add_argument("--embedded-config", metavar="FILE", help="configuration of the embedded KMS")
+    run.add_argument("--waivers", metavar="FILE", help="known deviations (TOML, see README)")
 
     lst = sub.add_parser("list", help="list every case")
     lst.add_argument("--json", action="store_true")
@@ -72,7 +73,57 @@ def _build_parser() -> argparse.ArgumentParser:
         "coverage", help="requirement coverage of the catalogue (COVERAGE.md)"
     )
     coverage.add_argument("--write", action="store_true", help="rewrite testcases/COVERAGE.md")
+    _add_workflow_commands(sub)
     return parser
+
+
+def _add_workflow_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """diff, report, bundle, verify: the certification workflow (issue 14)."""
+    diff = sub.add_parser("diff", help="what changed between two runs")
+    diff.add_argument("old", metavar="OLD", help="results.json or its output folder")
+    diff.add_argument("new", metavar="NEW", help="results.json or its output folder")
+    diff.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    diff.add_argument("--fail-on", choices=("regressions",), help="exit 1 on any new fail")
+
+    report = sub.add_parser("report", help="render a report of a finished run")
+    report.add_argument("dir", metavar="OUTPUT_DIR")
+    report.add_argument("--pdf", action="store_true", help="write OUTPUT_DIR/report.pdf (PCTR)")
+    report.add_argument("--lab", metavar="LAB.toml", help="test laboratory identification")
+
+    bundle = sub.add_parser("bundle", help="sign a run's results into a certification bundle")
+    bundle.add_argument("dir", metavar="OUTPUT_DIR")
+    bundle.add_argument("--key", required=True, metavar="LAB_KEY.pem", help="P-256 or Ed25519")
+    bundle.add_argument("-o", "--output", required=True, metavar="BUNDLE.zip")
+    bundle.add_argument("--allow-incomplete", action="store_true", help="not a certification")
+    bundle.add_argument("--lab", metavar="LAB.toml", help="for the PDF report if one is rendered")
+
+    verify = sub.add_parser("verify", help="verify a bundle offline")
+    verify.add_argument("bundle", metavar="BUNDLE.zip")
+    verify.add_argument("--pubkey", required=True, metavar="LAB.pub")
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from conformance import diff
+
+    return diff.main(args.old, args.new, args.format, fail_on=args.fail_on)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from conformance.report import pdf
+
+    return pdf.main(args.dir, args.pdf, args.lab)
+
+
+def _bundle(args: argparse.Namespace) -> int:
+    from conformance import bundle
+
+    return bundle.make_main(args.dir, args.key, args.output, args.allow_incomplete, args.lab)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from conformance import bundle
+
+    return bundle.verify_main(args.bundle, args.pubkey)
 
 
 def _delegate_to_refkms(args: argparse.Namespace) -> int:
@@ -112,6 +163,7 @@ def _run(args: argparse.Namespace) -> int:
         workers=args.n,
         embedded_profile=args.embedded_profile,
         embedded_config=args.embedded_config,
+        waivers=args.waivers,
     )
     return run(options)
 
@@ -155,6 +207,10 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "explain": _explain,
     "coverage": _coverage,
     "replay": _replay,
+    "diff": _diff,
+    "report": _report,
+    "bundle": _bundle,
+    "verify": _verify,
     "serve": _delegate_to_refkms,
     "faults": _delegate_to_refkms,
 }

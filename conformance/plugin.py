@@ -35,6 +35,7 @@ from conformance.verdicts import Outcome, Verdict
 _RUNNER_KEY = pytest.StashKey[Runner]()
 _RESULTS_KEY = pytest.StashKey[dict[str, CaseResult]]()
 _STARTED_KEY = pytest.StashKey[tuple[datetime, float]]()
+_WAIVERS_KEY = pytest.StashKey[list[Any]]()
 _WIRE = "kms_case"
 
 # The last finished run in this process (the CLI reads it after pytest.main returns).
@@ -48,6 +49,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kms-strict", action="store_true", help="warnings fail the case")
     group.addoption("--kms-label", default="", help="what the target is, for the report")
     group.addoption("--kms-cases", default="", help="comma-separated case ids to run")
+    group.addoption("--kms-waivers", metavar="FILE", help="known deviations (waiver TOML)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -70,6 +72,14 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     config.stash[_RESULTS_KEY] = {}
     config.stash[_STARTED_KEY] = (datetime.now(UTC), time.monotonic())
+    waiver_file = config.getoption("--kms-waivers", default=None)
+    if waiver_file:  # a bad waiver file stops the session before any case runs
+        from conformance.waivers import WaiverFileError, load_waivers
+
+        try:
+            config.stash[_WAIVERS_KEY] = load_waivers(Path(waiver_file))
+        except WaiverFileError as exc:
+            raise pytest.UsageError(str(exc)) from None
     config.addinivalue_line("markers", "kms_area(name): the area of a KMS conformance case")
 
 
@@ -126,6 +136,22 @@ class CaseErrored(Exception):
     pass
 
 
+class UnexpectedPass(Exception):
+    """A waived case passed: the run fails so that the stale waiver is removed."""
+
+
+def _waiver_status(config: pytest.Config, result: CaseResult) -> str | None:
+    waivers = config.stash.get(_WAIVERS_KEY, None)
+    if not waivers:
+        return None
+    from conformance.waivers import decide
+
+    target = _target(config)
+    on = config.stash[_STARTED_KEY][0].date()
+    decided = decide(result, waivers, target.profile.release, _pics_dict(target), on)
+    return decided[1] if decided else None
+
+
 class CaseItem(pytest.Item):
     def __init__(self, *, case: Case, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -156,6 +182,13 @@ class CaseItem(pytest.Item):
         result = self.result
         assert result is not None
         _decorate(self.config, result)
+        status = _waiver_status(self.config, result)
+        if status == "applied":  # a known deviation: pytest's own word for it is xfail
+            self.user_properties.append(("waiver", status))
+            pytest.xfail(f"fail (waived): {result.reason}")
+        if status == "unexpected pass":
+            self.user_properties.append(("waiver", status))
+            raise UnexpectedPass(result.id)
         if result.verdict is Verdict.FAIL:
             raise CaseFailed(result)
         if result.verdict is Verdict.INCONC:
@@ -166,6 +199,8 @@ class CaseItem(pytest.Item):
             return _failure_text(excinfo.value.result)
         if isinstance(excinfo.value, CaseErrored):
             return f"error: {excinfo.value}"
+        if isinstance(excinfo.value, UnexpectedPass):
+            return "unexpected pass: the case is waived but passed; remove the waiver"
         return str(super().repr_failure(excinfo))
 
     def reportinfo(self) -> tuple[Path, int, str]:
@@ -221,9 +256,14 @@ def pytest_report_teststatus(
 ) -> tuple[str, str, str] | None:
     if not _active(config):
         return None
-    verdict = dict(report.user_properties).get("verdict")
+    properties = dict(report.user_properties)
+    verdict = properties.get("verdict")
     if verdict is None or report.when not in ("setup", "call"):
         return None
+    if report.when == "call" and properties.get("waiver") == "applied":
+        return "xfailed", "w", "WAIVED"
+    if report.when == "call" and properties.get("waiver") == "unexpected pass":
+        return "failed", "U", "UNEXPECTED PASS"
     if report.when == "setup" and verdict not in ("n/a", "error"):
         return None
     letters = {"pass": ".", "fail": "F", "n/a": "s", "inconc": "i", "error": "E"}
@@ -263,6 +303,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         strict=bool(config.getoption("--kms-strict")),
         secrets=collect_secrets(target),
     )
+    waiver_file = config.getoption("--kms-waivers", default=None)
+    if waiver_file:
+        from conformance.waivers import apply_waivers, load_waivers
+
+        apply_waivers(run, load_waivers(Path(waiver_file)), waiver_file)
     LAST["run"] = run
     output = config.getoption("--kms-output")
     if output:

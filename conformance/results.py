@@ -49,6 +49,10 @@ class CaseResult:
     checks: list[CheckResult] = field(default_factory=list)  # all steps, in order
     duration_s: float = 0.0
     description: str = ""  # what the case sends and expects (from the catalogue)
+    # Set by conformance.waivers when the run has a waiver file: the waiver that decided
+    # this case and its status ("applied", "unexpected pass", "expired").
+    waiver: dict[str, Any] | None = None
+    waived: bool = False  # a fail that a waiver in force covers: it does not fail the run
 
     @property
     def warnings(self) -> int:
@@ -77,12 +81,20 @@ class RunResult:
     requirements: list[RequirementInfo]
     strict: bool = False
     secrets: list[SecretValue] = field(default_factory=list)
+    # With a waiver file (run --waivers): every waiver and what it did; None without one.
+    waivers: list[dict[str, Any]] | None = None
+    waiver_file: str = ""
 
     def summary(self) -> dict[str, int]:
         counts = {v.value: 0 for v in Verdict}
         for case in self.cases:
             counts[case.verdict.value] += 1
         counts["warnings"] = sum(c.warnings for c in self.cases)
+        if self.waivers is not None:  # only then, so runs without waivers read as before
+            counts["waived"] = sum(1 for c in self.cases if c.waived)
+            counts["unexpected_pass"] = sum(
+                1 for c in self.cases if c.waiver and c.waiver["status"] == "unexpected pass"
+            )
         return counts
 
 

@@ -28,6 +28,7 @@ from conformance.requirements import load_requirements
 from conformance.results import RequirementInfo, RunResult
 from conformance.target import Target, TargetFileError, load_target
 from conformance.verdicts import Verdict
+from conformance.waivers import WaiverFileError, load_waivers
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_INCONC = 0, 1, 2, 3
 EMBEDDED_START_TIMEOUT_S = 60.0
@@ -48,6 +49,7 @@ class RunOptions:
     embedded_profile: str | None = None
     embedded_config: str | None = None
     quiet: bool = False
+    waivers: str | None = None
 
 
 def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
@@ -58,6 +60,8 @@ def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr)
             raise UsageProblem(f"no case matches {' '.join(options.cases)}")
         if options.target and options.faults:
             raise UsageProblem("--embedded-fault needs the embedded reference KMS (no --target)")
+        if options.waivers:  # a bad waiver file is exit 2 before the KMS starts
+            load_waivers(Path(options.waivers))
         self_test = bool(options.faults) and not options.strict
         if self_test:
             # A self-test: the question is whether the harness catches the fault, and a
@@ -78,7 +82,7 @@ def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr)
             _preflight(target)
             code = _run_pytest(options, target_path, chosen, catalogue, label)
             run_result = _last_run()
-    except (UsageProblem, CaseFileError, TargetFileError, ProfileError) as exc:
+    except (UsageProblem, CaseFileError, TargetFileError, ProfileError, WaiverFileError) as exc:
         print(f"kms-conformance run: {exc}", file=err)
         return EXIT_CONFIG
     except KeyboardInterrupt:
@@ -90,6 +94,11 @@ def run(options: RunOptions, out: TextIO = sys.stdout, err: TextIO = sys.stderr)
         )
         return EXIT_CONFIG
     _summary(run_result, Path(options.output), out)
+    if run_result.waivers is not None:
+        from conformance.waivers import expiry_warnings
+
+        for line in expiry_warnings(run_result):
+            print(line, file=err)
     if code == int(pytest_exit_code("INTERRUPTED")):
         ran = len(run_result.cases)
         print(
@@ -108,11 +117,12 @@ def pytest_exit_code(name: str) -> int:
 
 
 def exit_status(run_result: RunResult) -> int:
-    verdicts = {case.verdict for case in run_result.cases}
+    verdicts = {case.verdict for case in run_result.cases if not case.waived}
     ran = [c for c in run_result.cases if c.verdict is not Verdict.NA]
     if not ran or Verdict.ERROR in verdicts:
         return EXIT_CONFIG
-    if Verdict.FAIL in verdicts:
+    unexpected = any(c.waiver and c.waiver["status"] == "unexpected pass" for c in run_result.cases)
+    if Verdict.FAIL in verdicts or unexpected:  # a waived case that passed fails the run
         return EXIT_FAIL
     if Verdict.INCONC in verdicts:
         return EXIT_INCONC
@@ -244,11 +254,33 @@ def _run_pytest(
         args.append("--kms-strict")
     if len(chosen) != len(catalogue):
         args += ["--kms-cases", ",".join(c.id for c in chosen)]
+    _write_campaign(options, output, chosen, len(catalogue))
+    if options.waivers:
+        args += ["--kms-waivers", str(options.waivers)]
     if options.workers and options.workers > 1:
         args += ["-n", str(options.workers)]
     if options.quiet:
         args += ["-qq"]
     return int(pytest.main(args))
+
+
+def _write_campaign(options: RunOptions, output: Path, chosen: list[Case], total: int) -> None:
+    """campaign.json: what this run set out to do (read by ``bundle`` and the PDF report),
+    and a copy of the waiver file, so the output folder says which waivers were used."""
+    waivers = output / "waivers.toml"
+    waivers.unlink(missing_ok=True)
+    (output / "report.pdf").unlink(missing_ok=True)  # made by `report --pdf` for one run
+    if options.waivers:
+        shutil.copyfile(options.waivers, waivers)
+    campaign = {
+        "selected": [c.id for c in chosen],
+        "catalogue_cases": total,
+        "patterns": list(options.cases),
+        "strict": options.strict,
+        "embedded_faults": list(options.faults),
+        "waivers": "waivers.toml" if options.waivers else None,
+    }
+    (output / "campaign.json").write_text(json.dumps(campaign, indent=2) + "\n", encoding="utf-8")
 
 
 def _last_run() -> RunResult | None:
@@ -271,9 +303,19 @@ def _summary(run: RunResult, output: Path, out: TextIO) -> None:
         "  " + ", ".join(f"{counts[v]} {v}" for v in order) + f", {counts['warnings']} warnings",
         file=out,
     )
-    bad = [c for c in run.cases if c.verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.INCONC)]
+    bad = [
+        c
+        for c in run.cases
+        if c.verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.INCONC) and not c.waived
+    ]
     for case in bad:
         print(f"  {case.verdict.value.upper():6} {case.id}: {case.reason}", file=out)
+    if run.waivers is not None:
+        from conformance.waivers import summary_lines
+
+        print(f"  {counts['waived']} waived, {counts['unexpected_pass']} unexpected pass", file=out)
+        for line in summary_lines(run):
+            print(line, file=out)
     warned = [c for c in run.cases if c.verdict is Verdict.PASS and c.warnings]
     for case in warned[:20]:
         print(f"  WARN   {case.id}: {case.reason.removeprefix('warning: ')}", file=out)

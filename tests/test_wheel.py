@@ -36,4 +36,5 @@ def test_the_wheel_ships_the_catalogue_and_the_schemas(tmp_path: Path) -> None:
     for xsd in (ROOT / "schemas").rglob("*.xsd"):
         assert f"conformance/_schemas/{xsd.relative_to(ROOT / 'schemas')}" in names
     assert "conformance/report/report.html.j2" in names
+    assert "conformance/report/pctr.html.j2" in names
     assert "conformance/report/results.schema.json" in names

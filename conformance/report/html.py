@@ -1,7 +1,8 @@
 """report.html: the single-file conformance report a test lab archives or prints.
 
 One self-contained file: inline CSS, a few lines of inline JS (open every details block
-before printing), no network reference. Rendered by jinja2 with autoescaping on, from data
+before printing; filter the cases by verdict, area, requirement and text), no network
+reference. Rendered by jinja2 with autoescaping on, from data
 that has already been redacted, so neither a hostile KMS response nor a secret can reach
 the page as markup.
 """
@@ -24,6 +25,7 @@ TEMPLATE = "report.html.j2"
 BODY_EXCERPT_CHARS = 4000
 ATTENTION = ("fail", "error", "inconc")
 TESTED = ("pass", "fail", "inconc", "error")
+FILTER_VERDICTS = ("pass", "fail", "waived", "unexpected", "inconc", "error", "n/a")
 
 
 def render(run: RunResult, redactor: Redactor, document: Mapping[str, Any]) -> str:
@@ -39,15 +41,36 @@ def render(run: RunResult, redactor: Redactor, document: Mapping[str, Any]) -> s
 
 
 def verdict_banner(summary: Mapping[str, int]) -> tuple[str, str]:
-    """(state, text) of the banner: any fail -> not conformant; any inconc or error ->
-    inconclusive; no case passed -> inconclusive; else conformant."""
-    if summary.get("fail", 0):
+    """(state, text) of the banner: any unwaived fail or unexpected pass -> not conformant;
+    any inconc or error -> inconclusive; no case passed -> inconclusive; else conformant
+    (naming the waived deviations, if any)."""
+    waived = summary.get("waived", 0)
+    if summary.get("fail", 0) - waived or summary.get("unexpected_pass", 0):
         return "not-conformant", "Not conformant"
     if summary.get("inconc", 0) or summary.get("error", 0):
         return "inconclusive", "Inconclusive"
-    if not summary.get("pass", 0):
+    if not summary.get("pass", 0) and not waived:
         return "inconclusive", "Inconclusive: no applicable case ran"
+    if waived:
+        return "conformant", f"Conformant with {waived} waived deviation{'s' * (waived > 1)}"
     return "conformant", "Conformant"
+
+
+def case_label(case: Mapping[str, Any]) -> str:
+    """A case's verdict as reports print it: ``fail (waived)``, an unexpected pass, or plain."""
+    status = (case.get("waiver") or {}).get("status")
+    if status == "applied":
+        return "fail (waived)"
+    if status == "unexpected pass":
+        return "pass (unexpected: waived)"
+    return str(case["verdict"])
+
+
+def _filter_words(case: Mapping[str, Any]) -> str:
+    """The verdict words the filter matches: the verdict, and waived / unexpected."""
+    status = (case.get("waiver") or {}).get("status")
+    extra = {"applied": " waived", "unexpected pass": " unexpected"}.get(str(status), "")
+    return str(case["verdict"]) + extra
 
 
 def view(run: RunResult, redactor: Redactor, document: Mapping[str, Any]) -> dict[str, Any]:
@@ -63,12 +86,24 @@ def view(run: RunResult, redactor: Redactor, document: Mapping[str, Any]) -> dic
         doc_case["steps"] = steps_by_case[case.id]
         doc_case["anchor"] = "case-" + doc_case["evidence"].split("/")[1]
         doc_case["description"] = redactor.text(case.description)
+        doc_case.setdefault("waiver", None)
+        doc_case["label"] = case_label(doc_case)
+        doc_case["filter_verdicts"] = _filter_words(doc_case)
+        reqs = dict.fromkeys(doc_case["reqs"])
+        for check in doc_case["checks"]:
+            reqs.update(dict.fromkeys(check["reqs"]))
+        doc_case["all_reqs"] = list(reqs)
+        words = [doc_case["id"], doc_case["title"], doc_case["reason"], doc_case["label"]]
+        words += [f"{ch['name']} {ch['message']}" for ch in doc_case["checks"]]
+        doc_case["search"] = " ".join(words).lower()
     areas: dict[str, list[dict[str, Any]]] = {}
     for doc_case in cases:
         areas.setdefault(doc_case["area"] or "general", []).append(doc_case)
     rank = {verdict: i for i, verdict in enumerate(ATTENTION)}
     attention = sorted((c for c in cases if c["verdict"] in rank), key=lambda c: rank[c["verdict"]])
-    ordered = attention + [c for c in cases if c["verdict"] not in rank]
+    attention += [c for c in cases if c["label"].startswith("pass (unexpected")]
+    first = {c["id"] for c in attention}
+    ordered = attention + [c for c in cases if c["id"] not in first]
     target = dict(document["target"])
     pics = target.pop("pics", None) or redact_tree(run.pics, redactor)
     warnings = [
@@ -92,6 +127,9 @@ def view(run: RunResult, redactor: Redactor, document: Mapping[str, Any]) -> dic
         "requirements": document["requirements"],
         "coverage": _coverage(document["requirements"]),
         "case_anchor": {c["id"]: c["anchor"] for c in cases},
+        "waivers": document.get("waivers"),
+        "waiver_file": run.waiver_file,
+        "filter_verdicts": FILTER_VERDICTS,
     }
 
 

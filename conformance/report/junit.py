@@ -84,10 +84,24 @@ def _testcase(
         "verdict": case.verdict.value,
         "evidence": f"evidence/{evidence_dir}/",
     }
+    if case.waiver:  # run --waivers: the waiver that decided the case and what it did
+        w = case.waiver
+        facts["waiver"] = f"{w['status']}: {w['case']}: {w['reason']}" + "".join(
+            f"; {k} {w[k]}" for k in ("tracking", "expires", "condition") if w.get(k)
+        )
     for name, value in facts.items():
         etree.SubElement(properties, "property", name=name, value=clean(value))
     reason = _one_line(clean(case.reason)) or case.verdict.value
-    if case.verdict is Verdict.FAIL:
+    waiver = case.waiver or {}
+    status = waiver.get("status", "")
+    if case.waived:  # a known deviation: shown, but it does not fail a CI gate
+        skipped = etree.SubElement(element, "skipped", message=f"fail (waived): {reason}")
+        skipped.set("type", "waived")
+        skipped.text = clean(_failing_checks_text(case))
+    elif status == "unexpected pass":  # the run fails: the waiver is stale
+        message = clean(f"unexpected pass: waived ({waiver.get('reason', '')}) but passed")
+        etree.SubElement(element, "failure", message=message, type="unexpected-pass")
+    elif case.verdict is Verdict.FAIL:
         failure = etree.SubElement(element, "failure", message=reason, type="fail")
         failure.text = clean(_failing_checks_text(case))
     elif case.verdict is Verdict.ERROR:
@@ -120,11 +134,13 @@ def _failing_checks_text(case: CaseResult) -> str:
 
 def _counts(cases: list[CaseResult]) -> dict[str, int]:
     verdicts = [case.verdict for case in cases]
+    waived = sum(1 for case in cases if case.waived)
+    unexpected = sum(1 for c in cases if c.waiver and c.waiver["status"] == "unexpected pass")
     return {
         "tests": len(cases),
-        "failures": verdicts.count(Verdict.FAIL),
+        "failures": verdicts.count(Verdict.FAIL) - waived + unexpected,
         "errors": verdicts.count(Verdict.ERROR),
-        "skipped": verdicts.count(Verdict.NA) + verdicts.count(Verdict.INCONC),
+        "skipped": verdicts.count(Verdict.NA) + verdicts.count(Verdict.INCONC) + waived,
     }
 
 

@@ -57,7 +57,22 @@ def build_document(run: RunResult, redactor: Redactor, evidence_dirs: Mapping[st
         "requirements": requirement_rows(run),
         "cases": [_case(case, evidence_dirs.get(case.id, case.id)) for case in run.cases],
     }
+    if run.waivers is not None:  # run --waivers: what each waiver did (absent otherwise)
+        document["waivers"] = run.waivers
     return redact_tree(document, redactor)
+
+
+def schema_problem(document: Any) -> str | None:
+    """Why ``document`` is not a valid results document (results.schema.json), or None."""
+    import jsonschema
+
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    errors = jsonschema.Draft202012Validator(schema).iter_errors(document)
+    error = jsonschema.exceptions.best_match(errors)
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "document"
+    return f"{where}: {error.message}"
 
 
 def to_bytes(document: Any) -> bytes:
@@ -175,4 +190,6 @@ def case_fields(case: CaseResult) -> dict[str, Any]:
         "duration_s": round(case.duration_s, 3),
         "warnings": case.warnings,
         "checks": [check_dict(check) for check in case.checks],
+        # The waiver that decided the case (run --waivers only); "verdict" stays as judged.
+        **({"waived": case.waived, "waiver": case.waiver} if case.waiver else {}),
     }
