@@ -151,6 +151,15 @@ class CheckerPool:
             for child in self._children:
                 child.abandon()
 
+    def problems(self) -> list[str]:
+        """Checker processes that died: what was queued for them counts as dropped."""
+        found = []
+        for number, child in enumerate(self._children):
+            code = child.process.poll()
+            if code not in (None, 0):
+                found.append(f"checker {number} exited with status {code} (see its log)")
+        return found
+
     def record(self, result: Mapping[str, Any]) -> None:
         with self._lock:
             tally = self.tally
@@ -306,9 +315,6 @@ class _Checker:
             if all(outcomes.get(name) is Outcome.OK for name in _KEY_CHECKS):
                 key_sets += len(_KEY_SET.findall(step.plaintext or step.exchange.body))
         error = result.reason if result.verdict.value == "error" else None
-        if error and not failures:
-            failures.append({"id": f"{case.id}:harness", "check": "harness", "reqs": [],
-                             "message": error})
         evidence = None
         if failures and self.evidence_written < self.evidence_limit:
             evidence = self._write_evidence(result)

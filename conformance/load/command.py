@@ -111,7 +111,16 @@ def _run(options: LoadOptions, out: TextIO, err: TextIO) -> int:
         context = _context(target_path, plan, options)
         if not options.master:
             _preflight(context.target)
-        return _dispatch(options, context, scenarios, target_path, label, run_time_s, output, out)
+        return _dispatch(
+            options=options,
+            context=context,
+            scenarios=scenarios,
+            target_path=target_path,
+            label=label,
+            run_time_s=run_time_s,
+            output=output,
+            out=out,
+        )
 
 
 @contextlib.contextmanager
@@ -173,12 +182,12 @@ def _preflight(target: Any) -> None:
         return
     if exchange.error is not None and exchange.error_kind in ("connect", "tls"):
         raise LoadUsage(
-            f"{target.path}: target.base_url {target.target.base_url} unreachable: "
-            f"{exchange.error}"
+            f"{target.path}: target.base_url {target.target.base_url} unreachable: {exchange.error}"
         )
 
 
 def _dispatch(
+    *,
     options: LoadOptions,
     context: Any,
     scenarios: Any,
@@ -210,30 +219,50 @@ def _dispatch(
     if options.worker:
         assert options.master_host is not None
         return locustrun.run_worker(
-            context, pool, options.master_host, options.master_port, scenarios
+            context=context,
+            pool_factory=pool,
+            master_host=options.master_host,
+            master_port=options.master_port,
+            scenarios=scenarios,
         )
     try:
         if options.master:
             outcome = locustrun.run_master(
-                context,
-                options.master_bind_host,
-                options.master_port,
-                options.expect_workers,
-                users,
-                spawn_rate,
-                run_time_s,
-                output,
+                context=context,
+                bind_host=options.master_bind_host,
+                bind_port=options.master_port,
+                expect_workers=options.expect_workers,
+                users=users,
+                spawn_rate=spawn_rate,
+                run_time_s=run_time_s,
+                output=output,
             )
         else:
             # Evidence of an earlier local run would be mistaken for this one's.
             shutil.rmtree(output / "evidence", ignore_errors=True)
-            outcome = locustrun.run_local(context, pool, users, spawn_rate, run_time_s, output)
+            outcome = locustrun.run_local(
+                context=context,
+                pool_factory=pool,
+                users=users,
+                spawn_rate=spawn_rate,
+                run_time_s=run_time_s,
+                output=output,
+            )
     except locustrun.LoadProblem as exc:
         raise LoadUsage(str(exc)) from None
-    return _report(options, context, outcome, label, run_time_s, output, out)
+    return _report(
+        options=options,
+        context=context,
+        outcome=outcome,
+        label=label,
+        run_time_s=run_time_s,
+        output=output,
+        out=out,
+    )
 
 
 def _report(
+    *,
     options: LoadOptions,
     context: Any,
     outcome: Any,
@@ -242,7 +271,8 @@ def _report(
     output: Path,
     out: TextIO,
 ) -> int:
-    from conformance.load import locustrun, output as report
+    from conformance.load import locustrun
+    from conformance.load import output as report
 
     requests = report.request_stats(outcome.environment)
     iterations = sum(int(p.get("iterations", 0)) for p in outcome.processes)

@@ -73,7 +73,10 @@ class Context:
         return self.users.user(index)
 
 
-CONTEXT: Context | None = None
+class _Shared:
+    """The one ``Context`` of this process (Locust creates users without arguments)."""
+
+    context: Context | None = None
 
 
 class VirtualUE(User):
@@ -126,7 +129,9 @@ class VirtualUE(User):
                 break
             if exchange.error is None and not step.status_ok(exchange.status or 0):
                 problem = f"HTTP {exchange.status}, expected {step.status_text}"
-            self._report(step.label, exchange.elapsed_s, len(exchange.body), exchange.error or problem)
+            self._report(
+                step.label, exchange.elapsed_s, len(exchange.body), exchange.error or problem
+            )
             exchanges.append(exchange)
             if exchange.error is not None or problem is not None:
                 complete = False
@@ -152,8 +157,8 @@ class VirtualUE(User):
 
 
 def _context() -> Context:
-    assert CONTEXT is not None, "the load context is set before users spawn"
-    return CONTEXT
+    assert _Shared.context is not None, "the load context is set before users spawn"
+    return _Shared.context
 
 
 @dataclass
@@ -167,13 +172,14 @@ class Outcome:
     tally: Tally
 
 
-def process_report(label: str, context: Context, tally: Tally) -> dict[str, Any]:
+def process_report(label: str, context: Context, pool: CheckerPool) -> dict[str, Any]:
+    tally = pool.tally
     return {
         "id": label,
         "requests": dict(context.requests),
         "requests_total": sum(context.requests.values()),
         "iterations": context.iterations_done,
-        "problems": list(dict.fromkeys(context.problems))[:5],
+        "problems": list(dict.fromkeys([*context.problems, *pool.problems()]))[:5],
         **tally.as_dict(),
     }
 
@@ -206,6 +212,7 @@ def _wait(runner: Any, run_time_s: float, iterations: int, users: int) -> None:
 
 
 def run_local(
+    *,
     context: Context,
     pool_factory: Callable[[str], CheckerPool],
     users: int,
@@ -213,8 +220,7 @@ def run_local(
     run_time_s: float,
     output: Path,
 ) -> Outcome:
-    global CONTEXT
-    CONTEXT = context
+    _Shared.context = context
     context.pool = pool_factory("local")
     environment = Environment(user_classes=[VirtualUE])
     runner = environment.create_local_runner()
@@ -226,12 +232,13 @@ def run_local(
     duration = time.monotonic() - started
     context.pool.drain(DRAIN_TIMEOUT_S)
     _stop_writer(writer, writer_greenlet)
-    report = process_report("local", context, context.pool.tally)
+    report = process_report("local", context, context.pool)
     runner.quit()
     return Outcome(environment, "local", duration, [report], context.pool.tally)
 
 
 def run_master(
+    *,
     context: Context,
     bind_host: str,
     bind_port: int,
@@ -241,8 +248,7 @@ def run_master(
     run_time_s: float,
     output: Path,
 ) -> Outcome:
-    global CONTEXT
-    CONTEXT = context
+    _Shared.context = context
     environment = Environment(user_classes=[VirtualUE])
     runner = environment.create_master_runner(bind_host, bind_port)
     results: dict[str, dict[str, Any]] = {}
@@ -283,22 +289,20 @@ def run_master(
     _stop_writer(writer, writer_greenlet)
     runner.quit()
     if len(results) < workers:
-        context.problems.append(
-            f"only {len(results)} of {workers} worker(s) reported their checks"
-        )
+        context.problems.append(f"only {len(results)} of {workers} worker(s) reported their checks")
     processes = [results[k] for k in sorted(results)]
     return Outcome(environment, "distributed", duration, processes, merge(processes))
 
 
 def run_worker(
+    *,
     context: Context,
     pool_factory: Callable[[str], CheckerPool],
     master_host: str,
     master_port: int,
     scenarios: Any,
 ) -> int:
-    global CONTEXT
-    CONTEXT = context
+    _Shared.context = context
     from conformance.load.scenarios import plan_for
 
     environment = Environment(user_classes=[VirtualUE])
@@ -321,7 +325,7 @@ def run_worker(
         # Our own counts must meet Locust's: flush this worker's statistics first.
         runner._send_stats()
         name = f"worker{runner.worker_index}"
-        runner.send_message("kmsc_result", process_report(name, context, pool.tally))
+        runner.send_message("kmsc_result", process_report(name, context, pool))
 
     runner.register_message("kmsc_plan", on_plan)
     runner.register_message("kmsc_drain", on_drain, concurrent=True)
@@ -342,4 +346,5 @@ def _stop_writer(writer: StatsCSVFileWriter, greenlet: Any) -> None:
 def write_locust_html(environment: Environment, path: Path) -> None:
     from locust.html import get_html_report
 
-    path.write_text(get_html_report(environment, show_download_link=False), encoding="utf-8")
+    page = get_html_report(environment, show_download_link=False)  # type: ignore[no-untyped-call]
+    path.write_text(page, encoding="utf-8")

@@ -59,10 +59,10 @@ def evaluate(
     """(threshold rows, exit status, one-line verdict reason)."""
     total = requests["total"]
     rows = []
-    for name, limit, observed, held in (
-        ("max_p95_ms", thresholds.max_p95_ms, total["p95_ms"], None),
-        ("min_rps", thresholds.min_rps, total["rps"], None),
-        ("max_error_rate", thresholds.max_error_rate, total["error_rate"], None),
+    for name, limit, observed in (
+        ("max_p95_ms", thresholds.max_p95_ms, total["p95_ms"]),
+        ("min_rps", thresholds.min_rps, total["rps"]),
+        ("max_error_rate", thresholds.max_error_rate, total["error_rate"]),
     ):
         if limit is None:
             continue
@@ -71,14 +71,22 @@ def evaluate(
     if total["count"] == 0:
         return rows, EXIT_CONFIG, "no request was made"
     if conformance["errors"]:
-        return rows, EXIT_CONFIG, f"the harness could not judge {conformance['errors']} iteration(s)"
+        return (
+            rows,
+            EXIT_CONFIG,
+            f"the harness could not judge {conformance['errors']} iteration(s)",
+        )
     if conformance["failed"]:
         first = next(iter(conformance["failures"]), "?")
         return rows, EXIT_FAIL, f"{conformance['failed']} iteration(s) failed the checks ({first})"
     broken = [r for r in rows if not r["held"]]
     if broken:
         r = broken[0]
-        return rows, EXIT_FAIL, f"threshold {r['name']} {r['limit']:g} not held ({r['observed']:.3g})"
+        return (
+            rows,
+            EXIT_FAIL,
+            f"threshold {r['name']} {r['limit']:g} not held ({r['observed']:.3g})",
+        )
     if conformance["sampled"] and not conformance["checked"]:
         return rows, EXIT_INCONC, "every sampled iteration was dropped: nothing was checked"
     return rows, EXIT_OK, ""
@@ -168,7 +176,9 @@ def print_summary(doc: Mapping[str, Any], output: Path, out: TextIO) -> None:
         print(f"         {first['id']}: {first['message']}{where}", file=out)
     for row in doc["thresholds"]:
         mark = "ok  " if row["held"] else "FAIL"
-        print(f"  {mark}   {row['name']} {row['limit']:g}: observed {row['observed']:.3g}", file=out)
+        print(
+            f"  {mark}   {row['name']} {row['limit']:g}: observed {row['observed']:.3g}", file=out
+        )
     for problem in doc["problems"]:
         print(f"  note: {problem}", file=out)
     verdict = doc["verdict"].upper() + (f": {doc['reason']}" if doc["reason"] else "")
@@ -185,21 +195,27 @@ def write_load_html(path: Path, doc: Mapping[str, Any]) -> None:
         f"<td>{r['p99_ms']:.0f}</td></tr>"
         for name, r in [*requests["by_type"].items(), ("all", requests["total"])]
     )
-    failures = "".join(
-        f"<tr><td>{e(fid)}</td><td>{count}</td></tr>" for fid, count in conf["failures"].items()
-    ) or "<tr><td colspan=2>none</td></tr>"
+    failures = (
+        "".join(
+            f"<tr><td>{e(fid)}</td><td>{count}</td></tr>" for fid, count in conf["failures"].items()
+        )
+        or "<tr><td colspan=2>none</td></tr>"
+    )
     examples = "".join(
         "<li>"
         + "; ".join(f"<b>{e(f['id'])}</b>: {e(f['message'])}" for f in ex["failures"])
-        + (f" (<a href=\"{e(ex['evidence'])}/case.json\">evidence</a>)" if ex.get("evidence") else "")
+        + (f' (<a href="{e(ex["evidence"])}/case.json">evidence</a>)' if ex.get("evidence") else "")
         + "</li>"
         for ex in conf["examples"]
     )
-    thresholds = "".join(
-        f"<tr><td>{e(t['name'])}</td><td>{t['limit']:g}</td><td>{t['observed']:.3g}</td>"
-        f"<td>{'held' if t['held'] else 'NOT HELD'}</td></tr>"
-        for t in doc["thresholds"]
-    ) or "<tr><td colspan=4>none given</td></tr>"
+    thresholds = (
+        "".join(
+            f"<tr><td>{e(t['name'])}</td><td>{t['limit']:g}</td><td>{t['observed']:.3g}</td>"
+            f"<td>{'held' if t['held'] else 'NOT HELD'}</td></tr>"
+            for t in doc["thresholds"]
+        )
+        or "<tr><td colspan=4>none given</td></tr>"
+    )
     processes = "".join(
         f"<tr><td>{e(str(p['id']))}</td><td>{p['requests_total']}</td><td>{p['iterations']}</td>"
         f"<td>{p['sampled']}</td><td>{p['checked']}</td><td>{p['dropped']}</td>"
@@ -213,17 +229,17 @@ def write_load_html(path: Path, doc: Mapping[str, Any]) -> None:
 td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}td:first-child{{text-align:left}}
 .fail{{color:#b00}}.pass{{color:#070}}</style></head><body>
 <h1>Conformance under load</h1>
-<p class="{e(doc['verdict'])}"><b>Verdict: {verdict}</b></p>
-<p>{e(str(doc['target'].get('label') or doc['target'].get('base_url')))}, scenario
-{e(str(doc['settings']['scenario']))}, {doc['settings']['users']} users, {doc['mode']},
-{doc['duration_s']:.1f} s, check sample {doc['settings']['check_sample']:g}.
+<p class="{e(doc["verdict"])}"><b>Verdict: {verdict}</b></p>
+<p>{e(str(doc["target"].get("label") or doc["target"].get("base_url")))}, scenario
+{e(str(doc["settings"]["scenario"]))}, {doc["settings"]["users"]} users, {doc["mode"]},
+{doc["duration_s"]:.1f} s, check sample {doc["settings"]["check_sample"]:g}.
 Locust's own report: <a href="locust.html">locust.html</a>.</p>
 <h2>Requests</h2><table><tr><th>type</th><th>requests</th><th>errors</th><th>req/s</th>
 <th>p50 ms</th><th>p95 ms</th><th>p99 ms</th></tr>{rows}</table>
-<h2>Checks</h2><p>{conf['checked']} of {conf['sampled']} sampled iterations checked,
-{conf['dropped']} dropped because the checkers were busy (not checked), {conf['failed']}
-failed ({conf['failure_rate']:.1%}), {conf['warned']} with warnings, {conf['errors']} harness
-errors; {conf['key_sets_validated']} key sets validated (pairing checks held).</p>
+<h2>Checks</h2><p>{conf["checked"]} of {conf["sampled"]} sampled iterations checked,
+{conf["dropped"]} dropped because the checkers were busy (not checked), {conf["failed"]}
+failed ({conf["failure_rate"]:.1%}), {conf["warned"]} with warnings, {conf["errors"]} harness
+errors; {conf["key_sets_validated"]} key sets validated (pairing checks held).</p>
 <table><tr><th>failure (case/step:check)</th><th>iterations</th></tr>{failures}</table>
 <ul>{examples}</ul>
 <h2>Thresholds</h2><table><tr><th>threshold</th><th>limit</th><th>observed</th><th></th></tr>

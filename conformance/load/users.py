@@ -70,7 +70,9 @@ def parse_user_pattern(raw: Any, base: Path) -> UserPattern:
         raise UserPatternError(where, "must be a table")
     for key in raw:
         if key not in _KEYS:
-            raise UserPatternError(f"{where}.{key}", f"unknown key (known: {', '.join(sorted(_KEYS))})")
+            raise UserPatternError(
+                f"{where}.{key}", f"unknown key (known: {', '.join(sorted(_KEYS))})"
+            )
     uri = raw.get("uri")
     if not isinstance(uri, str) or "{index}" not in uri:
         raise UserPatternError(f"{where}.uri", "must be a string containing {index}")

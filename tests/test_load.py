@@ -1,0 +1,232 @@
+"""``kms-conformance load`` (issue 16): real Locust processes against the reference KMS.
+
+Every run here is on loopback, bounded in time (--run-time) and in requests (--iterations
+per virtual UE), and stops by itself. The distributed run is one master and two workers
+as separate processes of the real CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance.runcmd import embedded_kms
+
+CLI = [sys.executable, "-m", "conformance.cli"]
+TIMEOUT_S = 90
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _load(*args: str, timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "load", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def _document(output: Path) -> dict:
+    data = json.loads((output / "load.json").read_text(encoding="utf-8"))
+    assert data["schema"] == "kms-conformance/load/1"
+    return data
+
+
+@pytest.mark.slow
+def test_one_master_two_workers_count_what_they_send_and_check(tmp_path: Path) -> None:
+    port = str(_free_port())
+    with embedded_kms([], users=8) as (target, _label):
+        workers = [
+            subprocess.Popen(
+                [
+                    *CLI,
+                    "load",
+                    "--worker",
+                    "--master-host",
+                    "127.0.0.1",
+                    "--master-port",
+                    port,
+                    "--target",
+                    str(target),
+                    "--output",
+                    str(tmp_path / f"w{n}"),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for n in (1, 2)
+        ]
+        try:
+            master = _load(
+                "--master",
+                "--expect-workers",
+                "2",
+                "--master-port",
+                port,
+                "--target",
+                str(target),
+                "--users",
+                "4",
+                "--spawn-rate",
+                "4",
+                "--run-time",
+                "20s",
+                "--iterations",
+                "15",
+                "--check-sample",
+                "0.5",
+                "--output",
+                str(tmp_path / "m"),
+            )
+            worker_codes = [w.wait(timeout=30) for w in workers]
+        finally:
+            for w in workers:
+                if w.poll() is None:
+                    w.kill()
+                    w.wait()
+    assert master.returncode == 0, master.stdout + master.stderr
+    assert worker_codes == [0, 0]
+    doc = _document(tmp_path / "m")
+    assert doc["mode"] == "distributed" and doc["verdict"] == "pass"
+    processes = doc["processes"]
+    assert sorted(p["id"] for p in processes) == ["worker0", "worker1"]
+    # The bound holds: 4 UEs x 15 iterations x (init + keyprov).
+    total = doc["requests"]["total"]["count"]
+    assert 0 < total <= 4 * 15 * 2
+    # Locust's totals on the master are the sum of what each worker says it sent.
+    assert total == sum(p["requests_total"] for p in processes)
+    for name, row in doc["requests"]["by_type"].items():
+        assert row["count"] == sum(p["requests"].get(name, 0) for p in processes), name
+    assert all(p["requests_total"] > 0 for p in processes), "both workers carried load"
+    conf = doc["conformance"]
+    for part in [*processes, conf]:
+        assert part["checked"] + part["dropped"] == part["sampled"]
+    assert conf["sampled"] == sum(p["sampled"] for p in processes)
+    assert conf["checked"] > 0 and conf["failed"] == 0
+    assert conf["key_sets_validated"] >= conf["checked"]  # one key set per provision at least
+    assert (tmp_path / "m" / "locust_stats.csv").is_file()
+    assert (tmp_path / "m" / "locust.html").is_file()
+    assert "Conformance under load" in (tmp_path / "m" / "load.html").read_text()
+
+
+@pytest.mark.slow
+def test_a_key_material_fault_under_load_is_a_conformance_failure(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = _load(
+        "--embedded-fault",
+        "rsk-random-point",
+        "--users",
+        "2",
+        "--run-time",
+        "15s",
+        "--iterations",
+        "6",
+        "--check-sample",
+        "1",
+        "--max-p95-ms",
+        "60000",
+        "--output",
+        str(out),
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "LOAD-PROVISION/keyprov:keyset.sakke" in done.stdout
+    doc = _document(out)
+    conf = doc["conformance"]
+    assert conf["checked"] > 0 and conf["failed"] == conf["checked"]
+    assert set(conf["failures"]) == {"LOAD-PROVISION/keyprov:keyset.sakke"}
+    assert conf["key_sets_validated"] == 0
+    assert doc["thresholds"] == [
+        {
+            "name": "max_p95_ms",
+            "limit": 60000.0,
+            "observed": pytest.approx(doc["requests"]["total"]["p95_ms"]),
+            "held": True,
+        }
+    ]
+    example = conf["examples"][0]
+    evidence = out / example["evidence"]
+    assert (evidence / "case.json").is_file()
+    texts = [p.read_bytes() for p in evidence.rglob("*") if p.is_file()]
+    assert not any(b"eyJhbGciOi" in t for t in texts), "a token reached the evidence"
+
+
+@pytest.mark.slow
+def test_a_threshold_that_does_not_hold_is_exit_1(tmp_path: Path) -> None:
+    done = _load(
+        "--users",
+        "1",
+        "--run-time",
+        "10s",
+        "--iterations",
+        "2",
+        "--check-sample",
+        "0",
+        "--min-rps",
+        "1000000",
+        "--output",
+        str(tmp_path),
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "threshold min_rps" in done.stdout
+    doc = _document(tmp_path)
+    assert doc["conformance"]["sampled"] == 0
+    assert doc["thresholds"][0]["held"] is False
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--worker"], "--worker needs --master-host"),
+        (["--scenario", "nosuch"], "no scenario 'nosuch'"),
+        (["--check-sample", "2"], "--check-sample must lie in 0..1"),
+        (["--run-time", "soon"], "--run-time 'soon'"),
+        (["--master"], "--master/--worker need --target"),
+    ],
+)
+def test_bad_load_options_are_exit_2_with_one_line(args: list[str], words: str) -> None:
+    done = _load(*args, timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], done.stderr
+
+
+def test_a_broken_user_pattern_is_exit_2_naming_the_key(tmp_path: Path) -> None:
+    target = tmp_path / "target.toml"
+    target.write_text(
+        '[target]\nbase_url = "https://127.0.0.1:9/x"\n[[users]]\nuri = "sip:a@b"\n'
+        'token = "t"\n[user_pattern]\nuri = "sip:ue@example.org"\ncount = 3\n'
+        'token_template = "t{index}"\n',
+        encoding="utf-8",
+    )
+    done = _load("--target", str(target), timeout=60)
+    assert done.returncode == 2
+    assert "user_pattern.uri: must be a string containing {index}" in done.stderr
+
+
+def test_run_and_the_cli_never_import_locust_or_gevent(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from conformance import cli\n"
+        "assert 'locust' not in sys.modules and 'gevent' not in sys.modules, 'cli import'\n"
+        f"code = cli.main(['run', '--cases', 'INIT-CERT-001', '--output', {str(tmp_path)!r}])\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('locust', 'gevent'))\n"
+        "print('code', code, 'loaded', bad)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ},
+    )
+    assert "code 0 loaded []" in done.stdout, done.stdout + done.stderr
