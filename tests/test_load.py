@@ -111,6 +111,8 @@ def test_one_master_two_workers_count_what_they_send_and_check(tmp_path: Path) -
     for part in [*processes, conf]:
         assert part["checked"] + part["dropped"] == part["sampled"]
     assert conf["sampled"] == sum(p["sampled"] for p in processes)
+    # The master's --check-sample 0.5 reached the workers (theirs defaulted to 1).
+    assert 0 < conf["sampled"] < conf["iterations"]
     assert conf["checked"] > 0 and conf["failed"] == 0
     assert conf["key_sets_validated"] >= conf["checked"]  # one key set per provision at least
     assert (tmp_path / "m" / "locust_stats.csv").is_file()

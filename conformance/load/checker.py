@@ -53,6 +53,7 @@ class Tally:
     warned: int = 0
     errors: int = 0  # iterations the checker could not judge (harness error)
     key_sets_validated: int = 0
+    check_cpu_s: float = 0.0  # CPU time the checker processes spent on the checks
     failures: dict[str, int] = field(default_factory=dict)  # failure id -> count
     examples: list[dict[str, Any]] = field(default_factory=list)  # first few, with evidence
 
@@ -65,6 +66,7 @@ class Tally:
             "warned": self.warned,
             "errors": self.errors,
             "key_sets_validated": self.key_sets_validated,
+            "check_cpu_s": round(self.check_cpu_s, 3),
             "failures": dict(self.failures),
             "examples": list(self.examples),
         }
@@ -125,6 +127,13 @@ class CheckerPool:
     def pending(self) -> int:
         return sum(c.pending for c in self._children)
 
+    def wait_ready(self, timeout_s: float) -> None:
+        """Until every child has loaded the target and made its KMS Initialize (or died),
+        so that the checks do not start the load with a backlog."""
+        deadline = time.monotonic() + timeout_s
+        for child in self._children:
+            child.ready.wait(max(0.0, deadline - time.monotonic()))
+
     def submit(self, job: Job) -> bool:
         """Queue ``job``; False (and counted as dropped) when the bound is reached."""
         self.tally.sampled += 1
@@ -165,6 +174,7 @@ class CheckerPool:
             tally = self.tally
             tally.checked += 1
             tally.key_sets_validated += int(result.get("key_sets", 0))
+            tally.check_cpu_s += float(result.get("cpu_s", 0.0))
             if result.get("error"):
                 tally.errors += 1
             failures = result.get("failures") or []
@@ -195,6 +205,7 @@ class _Child:
         self.alive = True
         self._queue: collections.deque[Job | None] = collections.deque()
         self._ready = threading.Event()
+        self.ready = threading.Event()  # set by the child's first frame, or when it dies
         self.process = subprocess.Popen(
             [sys.executable, "-m", "conformance.load.checker"],
             stdin=subprocess.PIPE,
@@ -251,11 +262,15 @@ class _Child:
                 result = read_frame(stdout)
                 if result is None:
                     break
+                if result.get("ready"):
+                    self.ready.set()
+                    continue
                 self.pool.record(result)
                 self.pending = max(0, self.pending - 1)
         except (OSError, EOFError, pickle.UnpicklingError):
             pass
         self.alive = False
+        self.ready.set()
 
 
 # -- the child side ----------------------------------------------------------------------
@@ -346,10 +361,12 @@ def child_main(stdin: IO[bytes], stdout: IO[bytes]) -> int:
     except Exception as exc:  # reported on stderr (the checker log), one line
         print(f"checker: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
+    write_frame(stdout, {"ready": True})
     while True:
         job = read_frame(stdin)
         if job is None:
             return 0
+        started = time.process_time()
         try:
             result = checker.check(job)
         except Exception as exc:  # a harness bug: counted as an error, never as a pass
@@ -360,6 +377,7 @@ def child_main(stdin: IO[bytes], stdout: IO[bytes]) -> int:
                 "error": f"{type(exc).__name__}: {exc}",
                 "evidence": None,
             }
+        result["cpu_s"] = time.process_time() - started
         write_frame(stdout, result)
 
 

@@ -301,6 +301,7 @@ def _report(
         },
         mode=outcome.mode,
         duration_s=outcome.duration_s,
+        checks_done_s=outcome.checks_done_s,
         requests=requests,
         conformance=conformance,
         processes=outcome.processes,

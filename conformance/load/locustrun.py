@@ -40,6 +40,7 @@ from conformance.target import Target
 DRAIN_TIMEOUT_S = 60.0
 WORKER_WAIT_S = 60.0
 RESULT_WAIT_S = DRAIN_TIMEOUT_S + 30.0
+CHECKER_START_S = 30.0
 
 
 class LoadProblem(Exception):
@@ -170,6 +171,7 @@ class Outcome:
     duration_s: float
     processes: list[dict[str, Any]]
     tally: Tally
+    checks_done_s: float = 0.0  # from the start until the last check finished
 
 
 def process_report(label: str, context: Context, pool: CheckerPool) -> dict[str, Any]:
@@ -190,6 +192,7 @@ def merge(tallies: list[dict[str, Any]]) -> Tally:
         for name in ("sampled", "checked", "dropped", "failed", "warned", "errors"):
             setattr(total, name, getattr(total, name) + int(part.get(name, 0)))
         total.key_sets_validated += int(part.get("key_sets_validated", 0))
+        total.check_cpu_s += float(part.get("check_cpu_s", 0.0))
         for key, count in dict(part.get("failures", {})).items():
             total.failures[key] = total.failures.get(key, 0) + int(count)
         total.examples.extend(part.get("examples", []))
@@ -222,6 +225,7 @@ def run_local(
 ) -> Outcome:
     _Shared.context = context
     context.pool = pool_factory("local")
+    context.pool.wait_ready(CHECKER_START_S)
     environment = Environment(user_classes=[VirtualUE])
     runner = environment.create_local_runner()
     writer, writer_greenlet = _csv_writer(environment, output)
@@ -231,10 +235,11 @@ def run_local(
     runner.stop()
     duration = time.monotonic() - started
     context.pool.drain(DRAIN_TIMEOUT_S)
+    checks_done = time.monotonic() - started
     _stop_writer(writer, writer_greenlet)
     report = process_report("local", context, context.pool)
     runner.quit()
-    return Outcome(environment, "local", duration, [report], context.pool.tally)
+    return Outcome(environment, "local", duration, [report], context.pool.tally, checks_done)
 
 
 def run_master(
@@ -256,7 +261,13 @@ def run_master(
     def on_result(environment: Environment, msg: Any, **_kw: Any) -> None:
         results[str(msg.node_id)] = dict(msg.data)
 
+    planned: set[str] = set()
+
+    def on_plan_ok(environment: Environment, msg: Any, **_kw: Any) -> None:
+        planned.add(str(msg.node_id))
+
     runner.register_message("kmsc_result", on_result)
+    runner.register_message("kmsc_plan_ok", on_plan_ok)
     deadline = time.monotonic() + WORKER_WAIT_S
     while len(runner.clients.ready) < expect_workers:
         if time.monotonic() > deadline:
@@ -273,7 +284,13 @@ def run_master(
         "stride": expect_workers,
     }
     runner.send_message("kmsc_plan", plan)
-    gevent.sleep(0.2)
+    # Every worker confirms the plan (and has its checkers) before any user spawns.
+    deadline = time.monotonic() + WORKER_WAIT_S + CHECKER_START_S
+    while len(planned) < expect_workers:
+        if time.monotonic() > deadline:
+            runner.quit()
+            raise LoadProblem(f"only {len(planned)} of {expect_workers} worker(s) took the plan")
+        gevent.sleep(0.05)
     writer, writer_greenlet = _csv_writer(environment, output)
     started = time.monotonic()
     runner.start(users, spawn_rate=spawn_rate)
@@ -285,13 +302,15 @@ def run_master(
     deadline = time.monotonic() + RESULT_WAIT_S
     while len(results) < workers and time.monotonic() < deadline:
         gevent.sleep(0.1)
+    checks_done = time.monotonic() - started
     gevent.sleep(0.5)  # the stats frame each worker sent before its result
     _stop_writer(writer, writer_greenlet)
     runner.quit()
     if len(results) < workers:
         context.problems.append(f"only {len(results)} of {workers} worker(s) reported their checks")
     processes = [results[k] for k in sorted(results)]
-    return Outcome(environment, "distributed", duration, processes, merge(processes))
+    tally = merge(processes)
+    return Outcome(environment, "distributed", duration, processes, tally, checks_done)
 
 
 def run_worker(
@@ -307,8 +326,6 @@ def run_worker(
 
     environment = Environment(user_classes=[VirtualUE])
     runner = environment.create_worker_runner(master_host, master_port)
-    label = f"worker{runner.worker_index}" if runner.worker_index >= 0 else runner.client_id
-    context.pool = pool_factory(label)
 
     def on_plan(environment: Environment, msg: Any, **_kw: Any) -> None:
         data = dict(msg.data)
@@ -317,19 +334,28 @@ def run_worker(
         context.iterations = int(data["iterations"])
         context.stride = max(1, int(data["stride"]))
         context.offset = max(0, runner.worker_index)
+        if context.pool is None:
+            context.pool = pool_factory(f"worker{runner.worker_index}")
+            context.pool.wait_ready(CHECKER_START_S)
+        runner.send_message("kmsc_plan_ok", {})
 
     def on_drain(environment: Environment, msg: Any, **_kw: Any) -> None:
         pool = context.pool
-        assert pool is not None
+        name = f"worker{runner.worker_index}"
+        if pool is None:  # never planned: nothing was sampled here
+            pool = context.pool = pool_factory(name)
         pool.drain(DRAIN_TIMEOUT_S)
         # Our own counts must meet Locust's: flush this worker's statistics first.
         runner._send_stats()
-        name = f"worker{runner.worker_index}"
         runner.send_message("kmsc_result", process_report(name, context, pool))
 
-    runner.register_message("kmsc_plan", on_plan)
+    # Registered before anything yields to the gevent loop: a message that arrives before
+    # its handler is dropped by Locust with a warning.
+    runner.register_message("kmsc_plan", on_plan, concurrent=True)
     runner.register_message("kmsc_drain", on_drain, concurrent=True)
     runner.greenlet.join()
+    if context.pool is not None:
+        context.pool.close()
     return 0
 
 

@@ -104,6 +104,10 @@ def conformance_section(tally: Mapping[str, Any], iterations: int) -> dict[str, 
         "warned": int(tally["warned"]),
         "errors": int(tally["errors"]),
         "key_sets_validated": int(tally["key_sets_validated"]),
+        "check_cpu_s": float(tally.get("check_cpu_s", 0.0)),
+        "check_cpu_ms_per_iteration": (
+            1000.0 * float(tally.get("check_cpu_s", 0.0)) / checked if checked else 0.0
+        ),
         "failures": dict(sorted(tally["failures"].items(), key=lambda kv: -kv[1])),
         "examples": list(tally["examples"]),
     }
@@ -119,6 +123,7 @@ def document(
     target: Mapping[str, Any],
     mode: str,
     duration_s: float,
+    checks_done_s: float,
     requests: Mapping[str, Any],
     conformance: Mapping[str, Any],
     processes: Sequence[Mapping[str, Any]],
@@ -133,6 +138,7 @@ def document(
         "finished": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "mode": mode,
         "duration_s": round(duration_s, 3),
+        "checks_done_s": round(checks_done_s, 3),
         "settings": dict(settings),
         "target": dict(target),
         "requests": dict(requests),
