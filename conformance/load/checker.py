@@ -331,8 +331,13 @@ class _Checker:
                 key_sets += len(_KEY_SET.findall(step.plaintext or step.exchange.body))
         error = result.reason if result.verdict.value == "error" else None
         evidence = None
-        if failures and self.evidence_written < self.evidence_limit:
-            evidence = self._write_evidence(result)
+        if failures:
+            # load.json and the master/worker messages get no secret either.
+            redactor = self._redactor_for(result)
+            for failure in failures:
+                failure["message"] = redactor.text(failure["message"])
+            if self.evidence_written < self.evidence_limit:
+                evidence = self._write_evidence(result, redactor)
         return {
             "failures": failures,
             "warnings": warnings,
@@ -341,13 +346,23 @@ class _Checker:
             "evidence": evidence,
         }
 
-    def _write_evidence(self, result: Any) -> str:
+    def _redactor_for(self, result: Any) -> Any:
+        """The target's secrets and the private key material of this iteration's answers."""
+        from conformance.report.redact import key_material
+
+        found = []
+        for step in result.steps:
+            found += key_material(step.exchange.body)
+            if step.plaintext:
+                found += key_material(step.plaintext)
+        return self._redactor(self._secrets(self.runner.target)).extended(found)
+
+    def _write_evidence(self, result: Any, redactor: Any) -> str:
         from conformance.report.evidence import safe_name, write_case_evidence
 
         self.evidence_written += 1
         name = safe_name(f"{result.id}-{self.label}-{self.evidence_written}")
         directory = self.output / "evidence" / name
-        redactor = self._redactor(self._secrets(self.runner.target))
         write_case_evidence(result, directory, redactor)
         return f"evidence/{name}"
 
