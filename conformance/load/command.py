@@ -279,6 +279,9 @@ def _report(
     conformance = report.conformance_section(outcome.tally.as_dict(), iterations)
     thresholds = Thresholds(options.max_p95_ms, options.min_rps, options.max_error_rate)
     rows, status, reason = report.evaluate(requests, conformance, thresholds)
+    if outcome.missing_workers:
+        status = EXIT_CONFIG
+        reason = f"{outcome.missing_workers} worker(s) never reported their checks"
     problems = list(context.problems)
     for process in outcome.processes:
         problems.extend(f"{process['id']}: {p}" for p in process.get("problems", []))

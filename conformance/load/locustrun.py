@@ -172,16 +172,18 @@ class Outcome:
     processes: list[dict[str, Any]]
     tally: Tally
     checks_done_s: float = 0.0  # from the start until the last check finished
+    missing_workers: int = 0  # workers whose checks never reported: their counts are unknown
 
 
-def process_report(label: str, context: Context, pool: CheckerPool) -> dict[str, Any]:
-    tally = pool.tally
+def process_report(label: str, context: Context, pool: CheckerPool | None) -> dict[str, Any]:
+    tally = pool.tally if pool is not None else Tally()
+    died = pool.problems() if pool is not None else []
     return {
         "id": label,
         "requests": dict(context.requests),
         "requests_total": sum(context.requests.values()),
         "iterations": context.iterations_done,
-        "problems": list(dict.fromkeys([*context.problems, *pool.problems()]))[:5],
+        "problems": list(dict.fromkeys([*context.problems, *died]))[:5],
         **tally.as_dict(),
     }
 
@@ -224,8 +226,10 @@ def run_local(
     output: Path,
 ) -> Outcome:
     _Shared.context = context
-    context.pool = pool_factory("local")
-    context.pool.wait_ready(CHECKER_START_S)
+    # No checkers at all without a sample: "Locust alone" is then exactly that.
+    pool = context.pool = pool_factory("local") if context.check_sample > 0 else None
+    if pool is not None:
+        pool.wait_ready(CHECKER_START_S)
     environment = Environment(user_classes=[VirtualUE])
     runner = environment.create_local_runner()
     writer, writer_greenlet = _csv_writer(environment, output)
@@ -234,12 +238,14 @@ def run_local(
     _wait(runner, run_time_s, context.iterations, users)
     runner.stop()
     duration = time.monotonic() - started
-    context.pool.drain(DRAIN_TIMEOUT_S)
+    if pool is not None:
+        pool.drain(DRAIN_TIMEOUT_S)
     checks_done = time.monotonic() - started
     _stop_writer(writer, writer_greenlet)
-    report = process_report("local", context, context.pool)
+    report = process_report("local", context, pool)
     runner.quit()
-    return Outcome(environment, "local", duration, [report], context.pool.tally, checks_done)
+    tally = pool.tally if pool is not None else Tally()
+    return Outcome(environment, "local", duration, [report], tally, checks_done)
 
 
 def run_master(
@@ -310,7 +316,9 @@ def run_master(
         context.problems.append(f"only {len(results)} of {workers} worker(s) reported their checks")
     processes = [results[k] for k in sorted(results)]
     tally = merge(processes)
-    return Outcome(environment, "distributed", duration, processes, tally, checks_done)
+    outcome = Outcome(environment, "distributed", duration, processes, tally, checks_done)
+    outcome.missing_workers = max(0, workers - len(results))
+    return outcome
 
 
 def run_worker(
@@ -334,7 +342,7 @@ def run_worker(
         context.iterations = int(data["iterations"])
         context.stride = max(1, int(data["stride"]))
         context.offset = max(0, runner.worker_index)
-        if context.pool is None:
+        if context.pool is None and context.check_sample > 0:
             context.pool = pool_factory(f"worker{runner.worker_index}")
             context.pool.wait_ready(CHECKER_START_S)
         runner.send_message("kmsc_plan_ok", {})
@@ -342,9 +350,8 @@ def run_worker(
     def on_drain(environment: Environment, msg: Any, **_kw: Any) -> None:
         pool = context.pool
         name = f"worker{runner.worker_index}"
-        if pool is None:  # never planned: nothing was sampled here
-            pool = context.pool = pool_factory(name)
-        pool.drain(DRAIN_TIMEOUT_S)
+        if pool is not None:
+            pool.drain(DRAIN_TIMEOUT_S)
         # Our own counts must meet Locust's: flush this worker's statistics first.
         runner._send_stats()
         runner.send_message("kmsc_result", process_report(name, context, pool))
