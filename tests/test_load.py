@@ -40,59 +40,59 @@ def _document(output: Path) -> dict:
     return data
 
 
+def _distributed(
+    target: Path, out: Path, *master_args: str
+) -> tuple[subprocess.CompletedProcess[str], list[int]]:
+    """One master and two workers of the real CLI, as three processes, on loopback."""
+    port = str(_free_port())
+    worker = [*CLI, "load", "--worker", "--master-host", "127.0.0.1", "--master-port", port]
+    workers = [
+        subprocess.Popen(
+            [*worker, "--target", str(target), "--output", str(out / f"w{n}")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for n in (1, 2)
+    ]
+    try:
+        master = _load(
+            "--master",
+            "--expect-workers",
+            "2",
+            "--master-port",
+            port,
+            "--target",
+            str(target),
+            "--output",
+            str(out / "m"),
+            *master_args,
+        )
+        codes = [w.wait(timeout=30) for w in workers]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+    return master, codes
+
+
 @pytest.mark.slow
 def test_one_master_two_workers_count_what_they_send_and_check(tmp_path: Path) -> None:
-    port = str(_free_port())
     with embedded_kms([], users=8) as (target, _label):
-        workers = [
-            subprocess.Popen(
-                [
-                    *CLI,
-                    "load",
-                    "--worker",
-                    "--master-host",
-                    "127.0.0.1",
-                    "--master-port",
-                    port,
-                    "--target",
-                    str(target),
-                    "--output",
-                    str(tmp_path / f"w{n}"),
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for n in (1, 2)
-        ]
-        try:
-            master = _load(
-                "--master",
-                "--expect-workers",
-                "2",
-                "--master-port",
-                port,
-                "--target",
-                str(target),
-                "--users",
-                "4",
-                "--spawn-rate",
-                "4",
-                "--run-time",
-                "20s",
-                "--iterations",
-                "15",
-                "--check-sample",
-                "0.5",
-                "--output",
-                str(tmp_path / "m"),
-            )
-            worker_codes = [w.wait(timeout=30) for w in workers]
-        finally:
-            for w in workers:
-                if w.poll() is None:
-                    w.kill()
-                    w.wait()
+        master, worker_codes = _distributed(
+            target,
+            tmp_path,
+            "--users",
+            "4",
+            "--spawn-rate",
+            "4",
+            "--run-time",
+            "20s",
+            "--iterations",
+            "15",
+            "--check-sample",
+            "0.5",
+        )
     assert master.returncode == 0, master.stdout + master.stderr
     assert worker_codes == [0, 0]
     doc = _document(tmp_path / "m")
@@ -121,30 +121,32 @@ def test_one_master_two_workers_count_what_they_send_and_check(tmp_path: Path) -
 
 
 @pytest.mark.slow
-def test_a_key_material_fault_under_load_is_a_conformance_failure(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    done = _load(
-        "--embedded-fault",
-        "rsk-random-point",
-        "--users",
-        "2",
-        "--run-time",
-        "15s",
-        "--iterations",
-        "6",
-        "--check-sample",
-        "1",
-        "--max-p95-ms",
-        "60000",
-        "--output",
-        str(out),
-    )
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "LOAD-PROVISION/keyprov:keyset.sakke" in done.stdout
-    doc = _document(out)
+def test_a_key_material_fault_under_distributed_load_fails_with_its_check_id(
+    tmp_path: Path,
+) -> None:
+    with embedded_kms(["rsk-random-point"], users=4) as (target, _label):
+        master, worker_codes = _distributed(
+            target,
+            tmp_path,
+            "--users",
+            "2",
+            "--run-time",
+            "20s",
+            "--iterations",
+            "5",
+            "--check-sample",
+            "1",
+            "--max-p95-ms",
+            "60000",
+        )
+    assert master.returncode == 1, master.stdout + master.stderr
+    assert worker_codes == [0, 0]
+    assert "LOAD-PROVISION/keyprov:keyset.sakke" in master.stdout
+    doc = _document(tmp_path / "m")
     conf = doc["conformance"]
     assert conf["checked"] > 0 and conf["failed"] == conf["checked"]
     assert set(conf["failures"]) == {"LOAD-PROVISION/keyprov:keyset.sakke"}
+    assert sum(conf["failures"].values()) == conf["checked"]
     assert conf["key_sets_validated"] == 0
     assert doc["thresholds"] == [
         {
@@ -154,10 +156,12 @@ def test_a_key_material_fault_under_load_is_a_conformance_failure(tmp_path: Path
             "held": True,
         }
     ]
+    # Evidence is written where the check ran: in the worker's output folder.
     example = conf["examples"][0]
-    evidence = out / example["evidence"]
-    assert (evidence / "case.json").is_file()
-    texts = [p.read_bytes() for p in evidence.rglob("*") if p.is_file()]
+    evidence = [tmp_path / w / example["evidence"] for w in ("w1", "w2")]
+    found = [e for e in evidence if (e / "case.json").is_file()]
+    assert found, evidence
+    texts = [p.read_bytes() for p in found[0].rglob("*") if p.is_file()]
     assert not any(b"eyJhbGciOi" in t for t in texts), "a token reached the evidence"
 
 
