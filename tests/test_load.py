@@ -236,3 +236,41 @@ def test_run_and_the_cli_never_import_locust_or_gevent(tmp_path: Path) -> None:
         env={**os.environ},
     )
     assert "code 0 loaded []" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_user_pattern_gives_each_index_its_own_uri_token_and_keys(tmp_path: Path) -> None:
+    from conformance.load.users import PatternUsers, UserPatternError, parse_user_pattern
+
+    template = parse_user_pattern(
+        {"uri": "sip:ue{index}@x.org", "count": 3, "first": 5, "token_template": "t-{index}"},
+        tmp_path,
+    )
+    user = PatternUsers(template).user(6)
+    assert (user.uri, user.token.text() if user.token else None) == ("sip:ue6@x.org", "t-6")
+    with pytest.raises(UserPatternError, match="outside"):
+        PatternUsers(template).user(8)
+    entry = '{"token": "j-{index}", "trk_id": "dHJr", "trk": "' + "11" * 16 + '"}'
+    script = tmp_path / "mint.py"
+    script.write_text("import sys\nprint(sys.argv[1])\n", encoding="utf-8")
+    command = parse_user_pattern(
+        {"uri": "sip:ue{index}@x.org", "count": 2, "token_command": "unused {index}"}, tmp_path
+    )
+    ran: list[str] = []
+
+    def run(line: str) -> str:
+        ran.append(line)
+        return entry.replace("{index}", line.rsplit(maxsplit=1)[-1])
+
+    ue = PatternUsers(command, run=run).user(2)
+    assert ran == ["unused 2"]
+    assert ue.token is not None and ue.token.text() == "j-2"
+    assert ue.trk is not None and ue.trk.key_id == b"trk" and ue.trk.key.reveal() == b"\x11" * 16
+    printed = parse_user_pattern(
+        {"uri": "u{index}", "count": 1, "token_command": f"{sys.executable} {script} tok{{index}}"},
+        tmp_path,
+    )
+    assert PatternUsers(printed).user(1).token.text() == "tok1"  # type: ignore[union-attr]
+    with pytest.raises(UserPatternError, match="users_file: file not found"):
+        parse_user_pattern({"uri": "u{index}", "count": 1, "users_file": "none.jsonl"}, tmp_path)
+    with pytest.raises(UserPatternError, match="exactly one of"):
+        parse_user_pattern({"uri": "u{index}", "count": 1}, tmp_path)

@@ -218,13 +218,24 @@ def _dispatch(
     spawn_rate = options.spawn_rate or float(users)
     if options.worker:
         assert options.master_host is not None
-        return locustrun.run_worker(
+        code = locustrun.run_worker(
             context=context,
             pool_factory=pool,
             master_host=options.master_host,
             master_port=options.master_port,
             scenarios=scenarios,
         )
+        sent = context.report
+        if sent is None:
+            print("kms-conformance load: the master quit before this worker reported", file=out)
+        else:
+            print(
+                f"kms-conformance load: {sent['id']} sent {sent['requests_total']} requests; "
+                f"{sent['checked']} of {sent['sampled']} sampled iterations checked, "
+                f"{sent['dropped']} dropped, {sent['failed']} failed; the master reports the run",
+                file=out,
+            )
+        return code
     try:
         if options.master:
             outcome = locustrun.run_master(

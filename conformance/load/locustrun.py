@@ -63,6 +63,7 @@ class Context:
     requests: dict[str, int] = field(default_factory=dict)
     iterations_done: int = 0
     problems: list[str] = field(default_factory=list)
+    report: dict[str, Any] | None = None  # what this worker last sent its master
     _spawned: itertools.count[int] = field(default_factory=itertools.count)
 
     def next_user(self) -> Any:
@@ -354,7 +355,8 @@ def run_worker(
             pool.drain(DRAIN_TIMEOUT_S)
         # Our own counts must meet Locust's: flush this worker's statistics first.
         runner._send_stats()
-        runner.send_message("kmsc_result", process_report(name, context, pool))
+        context.report = process_report(name, context, pool)
+        runner.send_message("kmsc_result", context.report)
 
     # Registered before anything yields to the gevent loop: a message that arrives before
     # its handler is dropped by Locust with a warning.
