@@ -9,6 +9,7 @@ command per UE. The keys are generated in the state directory like every user's.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -62,6 +63,4 @@ def add_user_pattern(description: dict[str, Any], domain: Domain, directory: Pat
 
 
 def _b64(data: bytes) -> str:
-    import base64
-
     return base64.b64encode(data).decode("ascii")
