@@ -218,23 +218,32 @@ def _dispatch(
     spawn_rate = options.spawn_rate or float(users)
     if options.worker:
         assert options.master_host is not None
-        code = locustrun.run_worker(
-            context=context,
-            pool_factory=pool,
-            master_host=options.master_host,
-            master_port=options.master_port,
-            scenarios=scenarios,
+        print(
+            f"kms-conformance load: worker waiting for the master at "
+            f"{options.master_host}:{options.master_port}",
+            file=out,
+            flush=True,
         )
+        try:
+            code = locustrun.run_worker(
+                context=context,
+                pool_factory=pool,
+                master_host=options.master_host,
+                master_port=options.master_port,
+                scenarios=scenarios,
+            )
+        except locustrun.LoadProblem as exc:
+            raise LoadUsage(str(exc)) from None
         sent = context.report
         if sent is None:
             print("kms-conformance load: the master quit before this worker reported", file=out)
-        else:
-            print(
-                f"kms-conformance load: {sent['id']} sent {sent['requests_total']} requests; "
-                f"{sent['checked']} of {sent['sampled']} sampled iterations checked, "
-                f"{sent['dropped']} dropped, {sent['failed']} failed; the master reports the run",
-                file=out,
-            )
+            return EXIT_CONFIG
+        print(
+            f"kms-conformance load: {sent['id']} sent {sent['requests_total']} requests; "
+            f"{sent['checked']} of {sent['sampled']} sampled iterations checked, "
+            f"{sent['dropped']} dropped, {sent['failed']} failed; the master reports the run",
+            file=out,
+        )
         return code
     try:
         if options.master:

@@ -334,7 +334,11 @@ def run_worker(
     from conformance.load.scenarios import plan_for
 
     environment = Environment(user_classes=[VirtualUE])
-    runner = environment.create_worker_runner(master_host, master_port)
+    try:
+        # Locust retries for CONNECT_TIMEOUT x CONNECT_RETRY_COUNT (5 min) before giving up.
+        runner = environment.create_worker_runner(master_host, master_port)
+    except ConnectionError:
+        raise LoadProblem(f"no master answered at {master_host}:{master_port}") from None
 
     def on_plan(environment: Environment, msg: Any, **_kw: Any) -> None:
         data = dict(msg.data)
