@@ -166,16 +166,20 @@ def test_a_key_material_fault_under_distributed_load_fails_with_its_check_id(
 
 
 @pytest.mark.slow
-def test_a_threshold_that_does_not_hold_is_exit_1(tmp_path: Path) -> None:
+def test_a_full_checker_drops_and_says_so_and_a_missed_threshold_is_exit_1(
+    tmp_path: Path,
+) -> None:
     done = _load(
         "--users",
-        "1",
+        "4",
         "--run-time",
-        "10s",
+        "15s",
         "--iterations",
-        "2",
+        "10",
         "--check-sample",
-        "0",
+        "1",
+        "--max-pending",
+        "1",
         "--min-rps",
         "1000000",
         "--output",
@@ -184,8 +188,14 @@ def test_a_threshold_that_does_not_hold_is_exit_1(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stdout + done.stderr
     assert "threshold min_rps" in done.stdout
     doc = _document(tmp_path)
-    assert doc["conformance"]["sampled"] == 0
-    assert doc["thresholds"][0]["held"] is False
+    assert doc["mode"] == "local"
+    conf = doc["conformance"]
+    # One job may wait at a time: the rest are dropped, counted, and never called checked.
+    assert 0 < conf["sampled"] <= conf["iterations"]
+    assert conf["dropped"] > 0 and conf["checked"] > 0
+    assert conf["checked"] + conf["dropped"] == conf["sampled"]
+    assert f"{conf['dropped']} dropped (checker busy)" in done.stdout
+    assert doc["thresholds"][0]["name"] == "min_rps" and doc["thresholds"][0]["held"] is False
 
 
 @pytest.mark.parametrize(

@@ -234,6 +234,9 @@ class _Child:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        # Every result the child wrote is read before anything still pending counts as
+        # dropped: a job is either checked or dropped, never both.
+        self._reader.join(10)
 
     def abandon(self) -> None:
         self.pending = 0
