@@ -174,6 +174,12 @@ def print_summary(doc: Mapping[str, Any], output: Path, out: TextIO) -> None:
         f"({conf['failure_rate']:.1%}), {conf['key_sets_validated']} key sets validated",
         file=out,
     )
+    if conf["dropped"]:
+        print(
+            "  (dropped iterations were not checked: more --checkers per process, more "
+            "workers, or a lower --check-sample check them all)",
+            file=out,
+        )
     for failure_id, count in list(conf["failures"].items())[:10]:
         print(f"  FAIL   {failure_id} x{count}", file=out)
     for example in conf["examples"][:3]:
