@@ -60,6 +60,7 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--fault", action="append", default=[], metavar="NAME")
     serve.add_argument("--config", metavar="FILE")
     serve.add_argument("--state", metavar="DIR")
+    serve.add_argument("--users", type=int, default=0, metavar="N", help="also UEs ue1..ueN")
 
     faults = sub.add_parser("faults", help="list the reference KMS fault catalogue")
     faults.add_argument("--json", action="store_true")
@@ -68,6 +69,8 @@ def _build_parser() -> argparse.ArgumentParser:
     replay.add_argument("dir", metavar="DIR")
     replay.add_argument("case_id", metavar="CASE-ID")
     replay.add_argument("--target", metavar="FILE", help="send to this target instead")
+
+    _add_load_parser(sub)
 
     coverage = sub.add_parser(
         "coverage", help="requirement coverage of the catalogue (COVERAGE.md)"
@@ -124,6 +127,42 @@ def _verify(args: argparse.Namespace) -> int:
     from conformance import bundle
 
     return bundle.verify_main(args.bundle, args.pubkey)
+def _add_load_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    load = sub.add_parser("load", help="the catalogue's checks under load (Locust)")
+    load.add_argument("--target", metavar="FILE")
+    load.add_argument("--users", type=int, default=10, metavar="N")
+    load.add_argument("--spawn-rate", type=float, metavar="R", help="users started per second")
+    load.add_argument("--run-time", default="30s", metavar="T", help="e.g. 10s, 2m")
+    load.add_argument("--scenario", default="provision", metavar="NAME")
+    load.add_argument("--check-sample", type=float, default=1.0, metavar="P")
+    load.add_argument("--master", action="store_true")
+    load.add_argument("--worker", action="store_true")
+    load.add_argument("--master-host", metavar="H")
+    load.add_argument("--master-port", type=int, default=5557, metavar="PORT")
+    load.add_argument("--master-bind-host", default="127.0.0.1", metavar="H")
+    load.add_argument("--expect-workers", type=int, default=1, metavar="N")
+    load.add_argument("--output", default="reports/load", metavar="DIR")
+    load.add_argument("--max-p95-ms", type=float, metavar="X")
+    load.add_argument("--min-rps", type=float, metavar="X")
+    load.add_argument("--max-error-rate", type=float, metavar="X", help="a fraction, 0..1")
+    load.add_argument("--iterations", type=int, default=0, metavar="N", help="per user")
+    load.add_argument("--checkers", type=int, default=1, metavar="N", help="per process")
+    load.add_argument("--max-pending", type=int, default=64, metavar="N")
+    load.add_argument("--embedded-fault", action="append", default=[], metavar="NAME")
+
+
+def _load(args: argparse.Namespace) -> int:
+    # Locust imports gevent, which patches the standard library: before anything else, and
+    # only here, so that no other command ever runs under gevent.
+    import locust  # noqa: F401
+
+    from conformance.load.command import LoadOptions, run_load
+
+    options = LoadOptions(
+        **{k: v for k, v in vars(args).items() if k not in ("command", "embedded_fault")},
+        faults=args.embedded_fault,
+    )
+    return run_load(options)
 
 
 def _delegate_to_refkms(args: argparse.Namespace) -> int:
@@ -136,6 +175,7 @@ def _delegate_to_refkms(args: argparse.Namespace) -> int:
             argv += ["--fault", name]
         argv += ["--config", args.config] if args.config else []
         argv += ["--state", args.state] if args.state else []
+        argv += ["--users", str(args.users)] if args.users else []
     elif args.json:
         argv.append("--json")
     sys.stdout.flush()
@@ -211,6 +251,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": _report,
     "bundle": _bundle,
     "verify": _verify,
+    "load": _load,
     "serve": _delegate_to_refkms,
     "faults": _delegate_to_refkms,
 }

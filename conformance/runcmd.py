@@ -150,10 +150,14 @@ def embedded_kms(
     profile: str | None = None,
     config: str | None = None,
     err: TextIO = sys.stderr,
+    users: int = 0,
 ) -> Iterator[tuple[Path, str]]:
-    """Start ``python -m refkms serve`` with a fresh state directory; yield its target file."""
+    """Start ``python -m refkms serve`` with a fresh state directory; yield its target file.
+
+    ``users``: also provision the UEs ue1..ueN (``serve --users``, for ``load``)."""
     state = Path(tempfile.mkdtemp(prefix="kms-conformance-refkms-"))
     argv = [sys.executable, "-m", "refkms", "serve", "--state", str(state), "--port", "0"]
+    argv += ["--users", str(users)] if users else []
     argv += ["--profile", profile] if profile else []
     argv += ["--config", config] if config else []
     for name in faults:

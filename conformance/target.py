@@ -199,7 +199,10 @@ class _Reader:
 
     def target(self, doc: dict[str, Any]) -> Target:
         self.only(
-            doc, "", {"target", "profile", "pics", "pixit", "users", "keys", "tokens", "clock"}
+            doc,
+            "",
+            {"target", "profile", "pics", "pixit", "users", "keys", "tokens", "clock"}
+            | {"user_pattern"},
         )
         settings = self.target_settings(self.table(doc, "target", required=True))
         profile = self.profile(self.table(doc, "profile"))
@@ -217,7 +220,19 @@ class _Reader:
                 "pics.encryption",
                 f"'{pics.encryption}' is not one of {', '.join(ENCRYPTION_MODES)}",
             )
-        return Target(self.path, settings, profile, pics, pixit, users, tokens, skew)
+        extra = self.user_pattern(doc)
+        return Target(self.path, settings, profile, pics, pixit, users, tokens, skew, extra)
+
+    def user_pattern(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """``[user_pattern]``, the many UEs of a load run (conformance/load/users.py)."""
+        if "user_pattern" not in doc:
+            return {}
+        from conformance.load.users import UserPatternError, parse_user_pattern
+
+        try:
+            return {"user_pattern": parse_user_pattern(doc["user_pattern"], self.path.parent)}
+        except UserPatternError as exc:
+            raise self.fail(exc.key, exc.problem) from None
 
     # -- sections ----------------------------------------------------------------
 

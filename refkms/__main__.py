@@ -24,6 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--fault", action="append", default=[], metavar="NAME")
     serve.add_argument("--config", metavar="FILE")
     serve.add_argument("--state", metavar="DIR")
+    serve.add_argument("--users", type=int, default=0, metavar="N", help="also ue1..ueN")
     faults = sub.add_parser("faults", help="list the fault catalogue")
     faults.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -37,6 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
     # Imported here so that "faults" answers without loading the crypto layer.
     from refkms.config import ConfigError, load_config
     from refkms.domain import Domain
+    from refkms.loadusers import with_load_users
     from refkms.server import run_forever
     from refkms.state import StateDir
 
@@ -47,6 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
         return _usage(f"unknown profile {args.profile!r}; known profiles: {', '.join(PROFILES)}")
     try:
         config = load_config(Path(args.config) if args.config else None)
+        config = with_load_users(config, args.users)
     except ConfigError as exc:
         return _usage(f"bad configuration: {exc}")
     state_path = Path(args.state) if args.state else Path(tempfile.mkdtemp(prefix="refkms-"))

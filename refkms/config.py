@@ -97,6 +97,8 @@ class KmsConfig:
     users: tuple[UserConfig, ...] = ()
     partners: tuple[PartnerConfig, ...] = ()
     lookup: tuple[tuple[str, str], ...] = ()
+    # How many of ``users`` are the pattern UEs of ``serve --users N`` (refkms/loadusers.py).
+    load_users: int = 0
 
 
 def load_config(path: Path | None) -> KmsConfig:

@@ -16,6 +16,7 @@ import uvicorn
 
 from refkms.app import create_app
 from refkms.domain import Domain
+from refkms.loadusers import add_user_pattern
 from refkms.state import StateDir
 from refkms.target import target_description, write_target
 from refkms.tls import TlsFiles
@@ -36,10 +37,9 @@ def run_forever(domain: Domain, state: StateDir, port: int, use_tls: bool) -> in
     server, sock, listening = _prepare(domain, port, tls)
 
     def announce() -> None:
-        write_target(
-            state.target_file,
-            target_description(domain, listening.base_url, tls.ca_file if tls else None),
-        )
+        description = target_description(domain, listening.base_url, tls.ca_file if tls else None)
+        add_user_pattern(description, domain, state.path)
+        write_target(state.target_file, description)
         print(f"refkms: serving {listening.base_url}", flush=True)
         print(f"refkms: target file {state.target_file}", flush=True)
 
