@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance.limits import DEFAULT_LIMITS, Limits, read_limits
+
 ENCRYPTION_MODES = ("none", "message", "keys")
 
 
@@ -147,6 +149,7 @@ class Target:
     tokens: NegativeTokens
     allowed_skew_s: float = 300.0
     extra: Mapping[str, Any] = field(default_factory=dict)
+    limits: Limits = DEFAULT_LIMITS  # the [limits] table (conformance/limits.py)
 
     @property
     def user(self) -> User:
@@ -199,7 +202,9 @@ class _Reader:
 
     def target(self, doc: dict[str, Any]) -> Target:
         self.only(
-            doc, "", {"target", "profile", "pics", "pixit", "users", "keys", "tokens", "clock"}
+            doc,
+            "",
+            {"target", "profile", "pics", "pixit", "users", "keys", "tokens", "clock", "limits"},
         )
         settings = self.target_settings(self.table(doc, "target", required=True))
         profile = self.profile(self.table(doc, "profile"))
@@ -217,7 +222,10 @@ class _Reader:
                 "pics.encryption",
                 f"'{pics.encryption}' is not one of {', '.join(ENCRYPTION_MODES)}",
             )
-        return Target(self.path, settings, profile, pics, pixit, users, tokens, skew)
+        limits = read_limits(self.table(doc, "limits"), self.fail)
+        return Target(
+            self.path, settings, profile, pics, pixit, users, tokens, skew, limits=limits
+        )
 
     # -- sections ----------------------------------------------------------------
 
