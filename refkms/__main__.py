@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -28,7 +29,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     faults.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.command == "faults":
-        print(catalogue_json() if args.json else catalogue_text())
+        try:
+            print(catalogue_json() if args.json else catalogue_text(), flush=True)
+        except BrokenPipeError:
+            # The reader went away early (``faults | head``): not an error; the buffered
+            # rest goes to /dev/null so that the flush at exit fails no more.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
         return 0
     return _serve(args)
 
