@@ -56,6 +56,6 @@ class PipeSafeStream:
 def install() -> None:
     """Wrap ``sys.stdout`` and ``sys.stderr`` (once) for the rest of the process."""
     if not isinstance(sys.stdout, PipeSafeStream) and sys.stdout is not None:
-        sys.stdout = PipeSafeStream(sys.stdout)  # type: ignore[assignment]
+        sys.stdout = PipeSafeStream(sys.stdout)
     if not isinstance(sys.stderr, PipeSafeStream) and sys.stderr is not None:
-        sys.stderr = PipeSafeStream(sys.stderr)  # type: ignore[assignment]
+        sys.stderr = PipeSafeStream(sys.stderr)
