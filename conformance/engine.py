@@ -130,6 +130,8 @@ class Runner:
             result.verdict = Verdict.ERROR
             result.reason = f"harness error: {type(exc).__name__}: {_one_line(str(exc))}"
         result.duration_s = time.monotonic() - started
+        if self._probe is not None:
+            self._probe.exchanges.clear()  # the result holds them; a run keeps no more
         return result
 
     def _run(self, case: Case, result: CaseResult, send: Sender) -> None:

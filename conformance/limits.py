@@ -119,9 +119,7 @@ class StructureCounter:
             self._count_node(node)
             self.depth += 1
             if self.depth > limits.max_depth:
-                raise LimitExceeded(
-                    "max_depth", limits.max_depth, f"{self.depth} at {_name(node)}"
-                )
+                raise LimitExceeded("max_depth", limits.max_depth, f"{self.depth} at {_name(node)}")
             if self._pending_ns > limits.max_namespace_declarations_per_element:
                 raise LimitExceeded(
                     "max_namespace_declarations_per_element",

@@ -223,9 +223,7 @@ class _Reader:
                 f"'{pics.encryption}' is not one of {', '.join(ENCRYPTION_MODES)}",
             )
         limits = read_limits(self.table(doc, "limits"), self.fail)
-        return Target(
-            self.path, settings, profile, pics, pixit, users, tokens, skew, limits=limits
-        )
+        return Target(self.path, settings, profile, pics, pixit, users, tokens, skew, limits=limits)
 
     # -- sections ----------------------------------------------------------------
 
