@@ -86,3 +86,41 @@ def test_whole_catalogue_at_the_cap_stays_in_budget(
     # Padding is no error: a case the padding cannot touch keeps its verdict.
     verdicts = {c["id"]: c["verdict"] for c in cases}
     assert verdicts["TRANSPORT-CTYPE-001"] == "pass", verdicts["TRANSPORT-CTYPE-001"]
+
+
+@pytest.mark.slow
+def test_workers_share_one_evidence_budget(
+    upstream: tuple[str, Path, dict], tmp_path: Path
+) -> None:
+    """Two xdist workers write evidence as their cases end and draw on one budget; no body
+    travels back through the workers' output, and no staging folder is left behind."""
+    base_url, ca_file, target = upstream
+    budget = 6 * MB
+    relay = hostile_server.relay(base_url, ca_file)
+    output = tmp_path / "out"
+    limits = {"max_evidence_bytes": budget}
+    with hostile_server.serving("at-cap", tmp_path / "server", relay, target, limits) as (_, file):
+        argv = ["run", "--target", str(file), "--output", str(output), "-n", "2"]
+        argv += ["--cases", "KEYPROV-*"]
+        done = run_cli(argv, tmp_path, COMMAND_LIMIT_S)
+    document = json.loads((output / "results.json").read_text(encoding="utf-8"))
+    bodies = sum(
+        f.stat().st_size
+        for name in ("request.body", "response.body", "plaintext.xml")
+        for f in output.glob(f"evidence/*/*/{name}")
+    )
+    report_measurement(
+        "at-cap-two-workers",
+        f"KEYPROV-* at the cap on 2 workers: {len(document['cases'])} cases, exit "
+        f"{done.status} in {done.seconds:.0f} s, peak RSS {done.peak_rss_mb:.0f} MB (largest "
+        f"process), bodies {bodies / MB:.1f} MB of a {budget / MB:.0f} MB budget",
+    )
+    assert not done.hung and "Traceback" not in done.stdout + done.stderr, done.stderr[-2000:]
+    assert done.status == 0, done.stdout[-2000:]
+    assert document["evidence"]["max_evidence_bytes"] == budget
+    assert document["evidence"]["truncated"]
+    # Redaction markers may lengthen a body a little; the cut is by octets received.
+    assert bodies <= budget + 64 * 1024
+    assert not list(output.glob(".evidence*")), list(output.iterdir())
+    assert not list(output.glob("evidence/.evidence-budget"))
+    assert done.peak_rss_mb < MAX_RSS_MB
