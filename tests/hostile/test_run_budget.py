@@ -17,6 +17,7 @@ import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -25,6 +26,7 @@ from cli_runs import output_bytes, report_measurement, run_cli
 
 from conformance.cases import load_catalogue
 from conformance.limits import DEFAULT_LIMITS
+from conformance.report.results_json import SCHEMA_FILE
 from conformance.runcmd import embedded_kms
 
 MAX_RSS_MB = 300.0
@@ -57,6 +59,7 @@ def test_whole_catalogue_at_the_cap_stays_in_budget(
     allure = output_bytes(output / "allure-results")
     document = json.loads((output / "results.json").read_text(encoding="utf-8"))
     cases = document["cases"]
+    jsonschema.validate(document, json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
     report_measurement(
         "at-cap-whole-catalogue",
         f"whole catalogue at the cap: {len(cases)} cases, {answered} answers of "
@@ -117,6 +120,7 @@ def test_workers_share_one_evidence_budget(
     )
     assert not done.hung and "Traceback" not in done.stdout + done.stderr, done.stderr[-2000:]
     assert done.status == 0, done.stdout[-2000:]
+    jsonschema.validate(document, json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
     assert document["evidence"]["max_evidence_bytes"] == budget
     assert document["evidence"]["truncated"]
     # Redaction markers may lengthen a body a little; the cut is by octets received.
