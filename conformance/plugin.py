@@ -336,6 +336,7 @@ def describe_target(target: Target, label: str = "") -> dict[str, Any]:
         "target_file": str(target.path),
         "users": [user.uri for user in target.users],
         "label": label,
+        "limits": target.limits.public(),  # what the answers were allowed to cost
     }
 
 

@@ -297,15 +297,15 @@ def _inline_body(
 def excerpt_note(step: StepRecord, kind: str) -> str | None:
     """One line saying that only part of a body is shown, and where the rest is."""
     facts = step.bodies.get(kind)
-    if facts is None or facts.size <= EXCERPT_BYTES:
+    if facts is None or facts.kept >= facts.size:
         return None
     where = "response.body" if kind == "response" else f"{kind}.body"
     if kind == "plaintext":
         where = "plaintext.xml"
     cut = f"; the evidence file holds {facts.written} (limits.max_evidence_bytes)"
     return (
-        f"[{EXCERPT_BYTES} of {facts.size} octets shown, sha256 {facts.sha256}; whole body "
-        f"in {where}{cut if facts.cut else ''}]"
+        f"[an excerpt: the first {facts.kept} of {facts.size} octets, sha256 {facts.sha256}; "
+        f"the whole body is in {where}{cut if facts.cut else ''}]"
     )
 
 
@@ -383,7 +383,11 @@ def _step_meta(name: str, step: StepRecord) -> dict[str, Any]:
         },
         "notes": list(exchange.notes),
         "plaintext": step.plaintext is not None,
-        "bodies": {kind: dataclasses.asdict(facts) for kind, facts in step.bodies.items()},
+        # Size and SHA-256 of each body as sent or received, and the octets its file holds.
+        "bodies": {
+            kind: {"size": facts.size, "sha256": facts.sha256, "written": facts.written}
+            for kind, facts in step.bodies.items()
+        },
         "checks": [check_dict(check) for check in step.checks],
     }
 
