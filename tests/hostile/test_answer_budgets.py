@@ -127,8 +127,10 @@ def test_cpu_budget_stops_the_validator_and_the_run_goes_on(
         r"step1: check envelope\.schema: answer exceeds limits\.case_cpu_s \(2\): .*",
         stopped["reason"],
     ), stopped["reason"]
-    # The CPU budget plus the exchanges' own time (a loaded machine gets slack).
-    assert stopped["duration_s"] < budget_s + 2 * hostile_server.TIMEOUT_S + 5.0, stopped
+    # The budget is CPU time; on a machine shared by other jobs the wall time of 2 s of
+    # CPU is several times longer, and the exchanges add their own. Without the budget the
+    # validation goes on for minutes (COMMAND_LIMIT_S would end it as a hang).
+    assert stopped["duration_s"] < 5 * budget_s + 2 * hostile_server.TIMEOUT_S + 10.0, stopped
     assert by_id["TRANSPORT-CTYPE-001"]["verdict"] == "pass", by_id["TRANSPORT-CTYPE-001"]
 
 
