@@ -14,6 +14,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,29 @@ def test_offline_check_applies_the_structural_limits(tmp_path: Path) -> None:
     assert len(failing) == 1, done.stdout
     assert "limits.structure" in failing[0]
     assert "exceeds limits.max_attributes_per_element (200): 5000 on <KmsResponse>" in failing[0]
+
+
+def test_serve_keeps_serving_with_a_closed_pipe(tmp_path: Path) -> None:
+    """``serve | head -3`` is how one reads the URL: the server must outlive its reader."""
+    state = tmp_path / "kms"
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    process = subprocess.Popen(
+        [str(KMS_CONFORMANCE), "serve", "--state", str(state)],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    os.close(write_end)
+    try:
+        deadline = time.monotonic() + 60
+        while not (state / "target.toml").is_file():
+            assert process.poll() is None, process.communicate()[1].decode(errors="replace")
+            assert time.monotonic() < deadline, "the reference KMS did not start"
+            time.sleep(0.05)
+        time.sleep(0.5)  # its last start-up lines meet the closed pipe now
+        assert process.poll() is None, process.communicate()[1].decode(errors="replace")
+    finally:
+        process.terminate()
+        stderr = process.communicate(timeout=30)[1].decode(errors="replace")
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
