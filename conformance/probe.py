@@ -639,7 +639,8 @@ class Probe:
         """The KmsMessage content of a response, decrypted with the user's TrK if needed."""
         try:
             response = parse_response(
-                parse_xml(body, max_bytes=self._max_body), self.profile.namespace
+                parse_xml(body, max_bytes=self._max_body, limits=self.target.limits),
+                self.profile.namespace,
             )
         except (XmlRejected, NotAKmsResponse):
             return None
