@@ -14,6 +14,9 @@ EXIT_INCONC = 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from conformance import pipes
+
+    pipes.install()  # a reader that closes the pipe early is not an error (pipes.py)
     parser = _build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):

@@ -21,6 +21,7 @@ from conformance.cases import Case, Step, missing_need, pics_applies, pics_value
 from conformance.checks import CheckContext, HarnessError, HttpFacts, run_check
 from conformance.checks.values import parse_datetime
 from conformance.exchange import Exchange
+from conformance.limits import CpuBudgetExceeded, checkpoint, cpu_budget, paused
 from conformance.model import (
     KmsCertificate,
     KmsResponse,
@@ -33,7 +34,7 @@ from conformance.protection import unprotect
 from conformance.results import CaseResult, SecretValue, StepRecord
 from conformance.target import Target, User
 from conformance.verdicts import CheckResult, Outcome, Strength, Verdict, fold_checks, worse
-from conformance.xmlsafe import XmlRejected, parse_xml
+from conformance.xmlsafe import StructureRejected, XmlRejected, check_tree, parse_xml
 
 # How a step's request goes out: the probe builds it (a run) or evidence supplies it (replay).
 Sender = Callable[[Mapping[str, Any], str], Exchange]
@@ -62,6 +63,7 @@ class _Parsed:
     protection: Any = None
     problem: str | None = None
     plaintext: bytes | None = None
+    over_limit: str | None = None  # a structural [limits] key passed: the one-line reason
 
 
 @dataclass
@@ -72,6 +74,7 @@ class Runner:
     transport: httpx.BaseTransport | None = None
     _probe: Probe | None = None
     clock: Any = field(default=None)
+    _doing: str = "the case"  # what the case was doing, for a CPU budget hit
 
     @property
     def probe(self) -> Probe:
@@ -92,7 +95,8 @@ class Runner:
         """The KMS's own certificate, from the one KMS Initialize the probe makes per run;
         None when that failed (checks that need it are then skipped with the reason)."""
         try:
-            return self.probe.init_certificate()
+            with paused():  # it may send the run's one KMS Initialize
+                return self.probe.init_certificate()
         except (MissingInput, PreconditionFailed):
             return None
 
@@ -112,14 +116,22 @@ class Runner:
             strength=case.strength,
             description=case.purpose,
         )
+        self._doing = "the case"
         try:
-            self._run(case, result, sender or self.probe.send)
+            # The case's own work (parsing, decryption, checks) has a CPU budget; its
+            # exchanges are bounded by timeout_s instead and pause the clock.
+            with cpu_budget(self.target.limits.case_cpu_s):
+                self._run(case, result, _unbudgeted(sender or self.probe.send))
+        except CpuBudgetExceeded as exc:
+            self._over_budget(case, result, exc)
         except HarnessError as exc:
             result.verdict, result.reason = Verdict.ERROR, f"harness error: {exc}"
         except Exception as exc:  # a harness bug: the case says so, the run goes on
             result.verdict = Verdict.ERROR
             result.reason = f"harness error: {type(exc).__name__}: {_one_line(str(exc))}"
         result.duration_s = time.monotonic() - started
+        if self._probe is not None:
+            self._probe.exchanges.clear()  # the result holds them; a run keeps no more
         return result
 
     def _run(self, case: Case, result: CaseResult, send: Sender) -> None:
@@ -155,11 +167,20 @@ class Runner:
                 result.reason = f"{step.label}: {exchange.error}"
                 return
             user = self._user(step)
+            self._doing = f"{step.label}: parsing the response"
             parsed = self._parse(exchange.body, user) if exchange.body else _Parsed()
             record.plaintext = parsed.plaintext
+            if parsed.over_limit is not None:
+                record.checks.append(self._over_limit(case, parsed.over_limit))
+                result.checks.extend(record.checks)
+                result.verdict = Verdict.FAIL
+                result.reason = f"{step.label}: {parsed.over_limit}"
+                return
             context = self._context(step, exchange, parsed, user, history)
             record.checks.extend(self._expectations(case, step, exchange, parsed))
             for name in step.checks:
+                self._doing = f"{step.label}: check {name}"
+                checkpoint()
                 check_result = run_check(name, context)
                 record.checks.append(check_result)
                 named_results.append(check_result)
@@ -205,8 +226,12 @@ class Runner:
 
     def _parse(self, body: bytes, user: User | None) -> _Parsed:
         parsed = _Parsed()
+        limits = self.target.limits
         try:
-            root = parse_xml(body, max_bytes=self.target.target.max_body_bytes)
+            root = parse_xml(body, max_bytes=self.target.target.max_body_bytes, limits=limits)
+        except StructureRejected as exc:
+            parsed.over_limit = f"response {exc}"
+            return parsed
         except XmlRejected as exc:
             parsed.problem = f"body is not usable XML: {exc}"
             return parsed
@@ -218,6 +243,12 @@ class Runner:
         parsed.plain, parsed.protection = unprotect(parsed.raw, user, self.profile)
         encryption = getattr(parsed.protection, "encryption", None)
         parsed.plaintext = getattr(encryption, "plaintext", None)
+        if parsed.plaintext is not None and parsed.plain is not None:
+            plain = parsed.plain.root if parsed.plain.root is not None else parsed.plain.element
+            try:
+                check_tree(plain, limits)  # the decrypted content is the target's too
+            except StructureRejected as exc:
+                parsed.over_limit = f"decrypted response {exc}"
         return parsed
 
     def _context(
@@ -350,6 +381,38 @@ class Runner:
             inferred=case.inferred,
         )
 
+    def _over_limit(self, case: Case, reason: str) -> CheckResult:
+        return CheckResult(
+            name="limits.structure",
+            outcome=Outcome.VIOLATION,
+            message=reason,
+            reqs=case.reqs,
+            clause=case.clause,
+            expected="an answer within the target file's [limits]",
+            observed=reason,
+        )
+
+    def _over_budget(self, case: Case, result: CaseResult, exc: CpuBudgetExceeded) -> None:
+        """The case spent its CPU budget on what the target sent: ``fail``, naming the
+        limit and where the time went; the checks done so far stay in the result."""
+        reason = f"{self._doing}: answer {exc}"
+        check = CheckResult(
+            name="limits.case_cpu",
+            outcome=Outcome.VIOLATION,
+            message=reason,
+            reqs=case.reqs,
+            clause=case.clause,
+            expected=f"checks done within limits.case_cpu_s ({exc.seconds:g} s of CPU)",
+            observed=f"stopped after {exc.seconds:g} s of CPU in {self._doing}",
+        )
+        done = {id(c) for c in result.checks}
+        for record in result.steps:
+            result.checks.extend(c for c in record.checks if id(c) not in done)
+        if result.steps:
+            result.steps[-1].checks.append(check)
+        result.checks.append(check)
+        result.verdict, result.reason = Verdict.FAIL, reason
+
     def _transport_failure(self, case: Case, exchange: Exchange) -> CheckResult:
         return CheckResult(
             name="expect.answer",
@@ -360,6 +423,16 @@ class Runner:
             expected="an HTTP response",
             observed=f"{exchange.error_kind}: {exchange.error}",
         )
+
+
+def _unbudgeted(send: Sender) -> Sender:
+    """``send`` with the case's CPU clock stopped while the exchange runs."""
+
+    def exchange(step: Mapping[str, Any], label: str) -> Exchange:
+        with paused():
+            return send(step, label)
+
+    return exchange
 
 
 def collect_secrets(target: Target) -> list[SecretValue]:

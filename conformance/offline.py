@@ -15,6 +15,7 @@ from lxml import etree
 
 from conformance.checks import REGISTRY, CheckContext, HarnessError, run_check
 from conformance.checks.values import parse_datetime
+from conformance.limits import DEFAULT_LIMITS, CpuBudgetExceeded, Limits, cpu_budget
 from conformance.model import (
     KmsCertCache,
     KmsCertificate,
@@ -29,7 +30,7 @@ from conformance.profiles import Profile, ProfileError, get_profile
 from conformance.protection import unprotect
 from conformance.target import Target, TargetFileError, load_target
 from conformance.verdicts import CheckResult, Outcome
-from conformance.xmlsafe import XmlRejected, parse_xml
+from conformance.xmlsafe import StructureRejected, XmlRejected, parse_xml
 
 REQUEST_TYPES = ("init", "keyprov", "certcache", "cert", "lookup")
 _CHECKS_BY_TYPE = {
@@ -68,8 +69,38 @@ def check_file(
     """Run the offline checks on ``file``; raise ``UsageError`` for unusable inputs."""
     target = _load_target(target_file)
     profile = _profile(target)
+    limits = target.limits if target else DEFAULT_LIMITS
     notes: list[str] = []
-    raw_root = _read(file)
+    try:
+        raw_root = _read(file, limits)
+    except StructureRejected as exc:
+        # Over a [limits] key: the answer is not one a KMS may send, and nothing else runs.
+        failed = _limit_check("limits.structure", f"response {exc}")
+        return OfflineResult(str(file), request_type or "unknown", [failed], notes)
+    try:
+        with cpu_budget(limits.case_cpu_s):
+            return _check_root(
+                file, raw_root, target, profile, init_file=init_file, request_type=request_type
+            )
+    except CpuBudgetExceeded as exc:
+        failed = _limit_check("limits.case_cpu", f"answer {exc}")
+        return OfflineResult(str(file), request_type or "unknown", [failed], notes)
+
+
+def _limit_check(name: str, message: str) -> CheckResult:
+    return CheckResult(name, Outcome.VIOLATION, message, (), "DESIGN.md 8")
+
+
+def _check_root(
+    file: Path,
+    raw_root: etree._Element,
+    target: Target | None,
+    profile: Profile,
+    *,
+    init_file: Path | None,
+    request_type: str | None,
+) -> OfflineResult:
+    notes: list[str] = []
     try:
         raw = parse_response(raw_root, profile.namespace)
     except NotAKmsResponse as exc:
@@ -140,13 +171,15 @@ def _profile(target: Target | None) -> Profile:
     return get_profile(target.profile.release if target else None)
 
 
-def _read(file: Path) -> etree._Element:
+def _read(file: Path, limits: Limits = DEFAULT_LIMITS) -> etree._Element:
     try:
         data = file.read_bytes()
     except OSError as exc:
         raise UsageError(f"{file}: cannot read ({exc.strerror})") from None
     try:
-        return parse_xml(data)
+        return parse_xml(data, limits=limits)
+    except StructureRejected:
+        raise
     except XmlRejected as exc:
         raise UsageError(f"{file}: {exc}") from None
 
@@ -171,6 +204,8 @@ def _init_certificate(
     if init_file is not None:
         try:
             source = parse_response(_read(init_file), profile.namespace)
+        except StructureRejected as exc:
+            raise UsageError(f"{init_file}: {exc}") from None
         except NotAKmsResponse as exc:
             raise UsageError(f"{init_file}: {exc}") from None
     content = source.kms_message.content if source.kms_message else None

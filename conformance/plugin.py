@@ -15,6 +15,7 @@ reports into ``--kms-output`` when the session ends.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -36,7 +37,11 @@ _RUNNER_KEY = pytest.StashKey[Runner]()
 _RESULTS_KEY = pytest.StashKey[dict[str, CaseResult]]()
 _STARTED_KEY = pytest.StashKey[tuple[datetime, float]]()
 _WAIVERS_KEY = pytest.StashKey[list[Any]]()
+_DIRS_KEY = pytest.StashKey[dict[str, str]]()
+_STAGING_KEY = pytest.StashKey[Path]()
+_SPILL_KEY = pytest.StashKey[tuple[Any, Any]]()  # (Redactor, EvidenceBudget), made once
 _WIRE = "kms_case"
+_STAGING_INPUT = "kms_evidence_staging"
 
 # The last finished run in this process (the CLI reads it after pytest.main returns).
 LAST: dict[str, Any] = {"run": None, "reports": {}}
@@ -53,14 +58,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    wanted = {i for i in str(config.getoption("--kms-cases", default="") or "").split(",") if i}
-    if not _active(config) or not wanted:
+    if not _active(config):
         return
-    keep = [i for i in items if not isinstance(i, CaseItem) or i.case.id in wanted]
-    dropped = [i for i in items if i not in keep]
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = keep
+    wanted = {i for i in str(config.getoption("--kms-cases", default="") or "").split(",") if i}
+    if wanted:
+        keep = [i for i in items if not isinstance(i, CaseItem) or i.case.id in wanted]
+        dropped = [i for i in items if i not in keep]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = keep
+    # Every process (xdist workers too) collects the same items: the same folder names.
+    from conformance.report.evidence import case_dirs
+
+    config.stash[_DIRS_KEY] = case_dirs(i.case.id for i in items if isinstance(i, CaseItem))
 
 
 def _active(config: pytest.Config) -> bool:
@@ -81,6 +91,40 @@ def pytest_configure(config: pytest.Config) -> None:
         except WaiverFileError as exc:
             raise pytest.UsageError(str(exc)) from None
     config.addinivalue_line("markers", "kms_area(name): the area of a KMS conformance case")
+    # Each case's evidence is written as it ends, into one folder every process shares
+    # (renamed to evidence/ when the session ends), so its bodies need not stay in memory.
+    workerinput = getattr(config, "workerinput", None)
+    output = config.getoption("--kms-output")
+    if workerinput is not None and workerinput.get(_STAGING_INPUT):
+        config.stash[_STAGING_KEY] = Path(workerinput[_STAGING_INPUT])
+    elif workerinput is None and output:
+        Path(output).mkdir(parents=True, exist_ok=True)
+        config.stash[_STAGING_KEY] = Path(tempfile.mkdtemp(prefix=".evidence-", dir=output))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist: tell a worker where the run's evidence goes."""
+    staging = node.config.stash.get(_STAGING_KEY, None)
+    if staging is not None:
+        node.workerinput[_STAGING_INPUT] = str(staging)
+
+
+def _spill(config: pytest.Config, result: CaseResult) -> None:
+    """Write the case's evidence now and keep only excerpts and digests of its bodies."""
+    staging = config.stash.get(_STAGING_KEY, None)
+    if staging is None:
+        return
+    from conformance.report import Redactor
+    from conformance.report.evidence import LEDGER_NAME, EvidenceBudget, safe_name, spill_case
+
+    if _SPILL_KEY not in config.stash:
+        target = _target(config)
+        budget = EvidenceBudget(target.limits.max_evidence_bytes, staging / LEDGER_NAME)
+        config.stash[_SPILL_KEY] = (Redactor(collect_secrets(target)), budget)
+    redactor, budget = config.stash[_SPILL_KEY]
+    name = config.stash.get(_DIRS_KEY, {}).get(result.id) or safe_name(result.id)
+    spill_case(result, staging / name, redactor, budget)
 
 
 def _target(config: pytest.Config) -> Target:
@@ -161,6 +205,7 @@ class CaseItem(pytest.Item):
 
     def setup(self) -> None:
         result = _runner(self.config).run_case(self.case)
+        _spill(self.config, result)
         self.result = result
         self.user_properties.extend(
             [
@@ -302,6 +347,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         requirements=load_requirements(),
         strict=bool(config.getoption("--kms-strict")),
         secrets=collect_secrets(target),
+        evidence_staging=config.stash.get(_STAGING_KEY, None),
+        max_evidence_bytes=target.limits.max_evidence_bytes,
     )
     waiver_file = config.getoption("--kms-waivers", default=None)
     if waiver_file:
@@ -334,6 +381,7 @@ def describe_target(target: Target, label: str = "") -> dict[str, Any]:
         "target_file": str(target.path),
         "users": [user.uri for user in target.users],
         "label": label,
+        "limits": target.limits.public(),  # what the answers were allowed to cost
     }
 
 

@@ -28,6 +28,7 @@ time cannot keep an exchange alive past ``timeout_s``.
 from __future__ import annotations
 
 import base64
+import http.cookiejar
 import secrets
 import socket
 import ssl
@@ -100,6 +101,7 @@ _SIGNED_VARIANTS: Final = frozenset(
 )
 _NEGATIVE_TOKENS: Final = ("expired", "wrong_scope", "malformed", "bad_signature")
 _RAW_TARGET: Final = "kms_conformance.raw_target"
+_IDENTITY: Final = "kms_conformance.identity"
 _MAX_ERROR_CHARS: Final = 300
 # A raw path goes out as written, except what cannot stand in a request line.
 _VISIBLE_ASCII: Final = "".join(chr(code) for code in range(0x21, 0x7F))
@@ -147,11 +149,15 @@ class Probe:
                 context = ssl.create_default_context()
             self._deadline_transport = _DeadlineTransport(context)
             transport = self._deadline_transport
+        # No state between requests that a case does not ask for (DESIGN.md 9): cookies a
+        # target sets are never stored nor sent back, redirects are never followed, and
+        # each identity has its own connections (_DeadlineTransport).
         self._client = httpx.Client(
             transport=transport,
             timeout=httpx.Timeout(self._timeout_s),
             follow_redirects=False,
             trust_env=False,
+            cookies=_NoCookies(),
         )
         self._init_body: bytes | None = None
         self._init_done = False
@@ -247,6 +253,7 @@ class Probe:
             token_variant,
             "recorded",
             ["replayed from recorded evidence"],
+            identity=_identity(token_variant, user),
         )
         try:
             request = self._build(prepared)
@@ -319,7 +326,17 @@ class Probe:
         body = self._body(body_variant, user_no, user, url, fields)
         if body_variant != "none":
             headers["Content-Type"] = "application/xml"
-        return _Prepared(method, url, raw_target, headers, body, token_variant, body_variant, notes)
+        return _Prepared(
+            method,
+            url,
+            raw_target,
+            headers,
+            body,
+            token_variant,
+            body_variant,
+            notes,
+            identity=_identity(token_variant, user_no),
+        )
 
     def _url(
         self,
@@ -523,13 +540,16 @@ class Probe:
     # -- sending -----------------------------------------------------------------------
 
     def _build(self, prepared: _Prepared) -> httpx.Request:
+        extensions: dict[str, Any] = {_IDENTITY: prepared.identity}
+        if prepared.raw_target:
+            extensions[_RAW_TARGET] = prepared.raw_target
         try:
             return self._client.build_request(
                 prepared.method,
                 prepared.url,
                 content=prepared.body,
                 headers=prepared.headers,
-                extensions={_RAW_TARGET: prepared.raw_target} if prepared.raw_target else None,
+                extensions=extensions,
             )
         except httpx.InvalidURL as exc:
             raise _StepError(_flat(f"the request URL is not usable: {exc}")) from None
@@ -619,7 +639,8 @@ class Probe:
         """The KmsMessage content of a response, decrypted with the user's TrK if needed."""
         try:
             response = parse_response(
-                parse_xml(body, max_bytes=self._max_body), self.profile.namespace
+                parse_xml(body, max_bytes=self._max_body, limits=self.target.limits),
+                self.profile.namespace,
             )
         except (XmlRejected, NotAKmsResponse):
             return None
@@ -663,6 +684,23 @@ class _Prepared:
     token_variant: str
     body_variant: str
     notes: list[str] = field(default_factory=list)
+    identity: str = "anonymous"  # whose connections the request may use
+
+
+def _identity(token_variant: str, user_no: int) -> str:
+    """The credential set a request carries: requests of different identities never share
+    a connection (a tokenless case must not ride on one that carried a token)."""
+    return "anonymous" if token_variant == "none" else f"user{user_no}:{token_variant}"
+
+
+class _NoCookies(http.cookiejar.CookieJar):
+    """A cookie jar that never stores a cookie, so none is ever sent back."""
+
+    def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:
+        return None
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -853,17 +891,30 @@ class _DeadlineTransport(httpx.BaseTransport):
 
     def __init__(self, context: ssl.SSLContext) -> None:
         self.backend = _DeadlineBackend()
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=context, http1=True, http2=False, network_backend=self.backend
-        )
+        self._context = context
+        # One pool per identity (the request extension _IDENTITY): keep-alive within an
+        # identity, never a connection that carried another identity's credentials.
+        self._pools: dict[str, httpcore.ConnectionPool] = {}
+
+    def _pool(self, identity: str) -> httpcore.ConnectionPool:
+        pool = self._pools.get(identity)
+        if pool is None:
+            pool = httpcore.ConnectionPool(
+                ssl_context=self._context, http1=True, http2=False, network_backend=self.backend
+            )
+            self._pools[identity] = pool
+        return pool
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         raw_target = request.extensions.get(_RAW_TARGET)
         target = raw_target if isinstance(raw_target, bytes) else request.url.raw_path
-        extensions = {k: v for k, v in request.extensions.items() if k != _RAW_TARGET}
+        identity = str(request.extensions.get(_IDENTITY, "anonymous"))
+        extensions = {
+            k: v for k, v in request.extensions.items() if k not in (_RAW_TARGET, _IDENTITY)
+        }
         stream = request.stream
         assert isinstance(stream, httpx.SyncByteStream)
-        core_response = self._pool.handle_request(
+        core_response = self._pool(identity).handle_request(
             httpcore.Request(
                 method=request.method,
                 url=httpcore.URL(
@@ -885,7 +936,9 @@ class _DeadlineTransport(httpx.BaseTransport):
         )
 
     def close(self) -> None:
-        self._pool.close()
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
 
 
 class _ResponseStream(httpx.SyncByteStream):

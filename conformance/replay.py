@@ -67,6 +67,12 @@ def _replay(directory: Path, case_id: str, target_file: str | None, out: TextIO)
         path = "/" + url.split("://", 1)[-1].split("/", 1)[-1] if "://" in url else url
         body_file = evidence / str(recorded.get("dir", "")) / "request.body"
         body = body_file.read_bytes() if body_file.is_file() else b""
+        facts = (recorded.get("bodies") or {}).get("request") or {}
+        if facts.get("written", 0) < facts.get("size", 0):
+            raise ReplayProblem(
+                f"the recorded body of {label} was cut by limits.max_evidence_bytes "
+                f"({facts.get('written')} of {facts.get('size')} octets kept)"
+            )
         if b"<redacted " in body:
             raise ReplayProblem(f"the recorded body of {label} held a secret (redacted)")
         return runner.probe.resend(

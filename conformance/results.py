@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from conformance.exchange import Exchange, RecordedRequest, TlsFacts
@@ -24,14 +25,34 @@ class SecretValue:
     value: bytes
 
 
+@dataclass(frozen=True)
+class BodyFacts:
+    """A body after its evidence was written: what arrived, what the file holds, and how
+    much of it stays in memory (``conformance.report.evidence.spill_case``)."""
+
+    size: int  # octets sent or received
+    sha256: str  # of those octets
+    written: int  # octets in the evidence file (fewer when limits.max_evidence_bytes cut it)
+    kept: int  # octets of the redacted excerpt kept in memory for the reports
+
+    @property
+    def cut(self) -> bool:
+        return self.written < self.size
+
+
 @dataclass
 class StepRecord:
-    """One step of a case: the exchange and, when decrypted, the plaintext of KmsMessage."""
+    """One step of a case: the exchange and, when decrypted, the plaintext of KmsMessage.
+
+    Once the case's evidence is written, bodies here are redacted excerpts and ``bodies``
+    ("request", "response", "plaintext") says what the whole ones were.
+    """
 
     label: str
     exchange: Exchange
     plaintext: bytes | None = None
     checks: list[CheckResult] = field(default_factory=list)
+    bodies: dict[str, BodyFacts] = field(default_factory=dict)
 
 
 @dataclass
@@ -53,6 +74,12 @@ class CaseResult:
     # this case and its status ("applied", "unexpected pass", "expired").
     waiver: dict[str, Any] | None = None
     waived: bool = False  # a fail that a waiver in force covers: it does not fail the run
+    # Set when the evidence was written as the case ended (spill_case): its directory name,
+    # the key material its whole bodies held (for the run's redactor) and what was cut.
+    evidence_dir: str | None = None
+    evidence_written: bool = False
+    evidence_notes: list[str] = field(default_factory=list)
+    found_secrets: list[SecretValue] = field(default_factory=list)
 
     @property
     def warnings(self) -> int:
@@ -84,6 +111,10 @@ class RunResult:
     # With a waiver file (run --waivers): every waiver and what it did; None without one.
     waivers: list[dict[str, Any]] | None = None
     waiver_file: str = ""
+    # Where the cases' evidence was written while they ran (renamed to evidence/ at the end)
+    # and the per-run evidence budget (limits.max_evidence_bytes).
+    evidence_staging: Path | None = None
+    max_evidence_bytes: int | None = None
 
     def summary(self) -> dict[str, int]:
         counts = {v.value: 0 for v in Verdict}
@@ -121,9 +152,14 @@ def case_to_wire(case: CaseResult) -> dict[str, Any]:
                 "exchange": _exchange_to_wire(s.exchange),
                 "plaintext": _b64(s.plaintext),
                 "checks": [_check_to_wire(c) for c in s.checks],
+                "bodies": {k: v.__dict__ for k, v in s.bodies.items()},
             }
             for s in case.steps
         ],
+        "evidence_dir": case.evidence_dir,
+        "evidence_written": case.evidence_written,
+        "evidence_notes": list(case.evidence_notes),
+        "found_secrets": [[f.label, _b64(f.value)] for f in case.found_secrets],
     }
 
 
@@ -147,8 +183,16 @@ def case_from_wire(data: dict[str, Any]) -> CaseResult:
                 exchange=_exchange_from_wire(s["exchange"]),
                 plaintext=_unb64(s["plaintext"]),
                 checks=[_check_from_wire(c) for c in s["checks"]],
+                bodies={k: BodyFacts(**v) for k, v in s.get("bodies", {}).items()},
             )
             for s in data["steps"]
+        ],
+        evidence_dir=data.get("evidence_dir"),
+        evidence_written=bool(data.get("evidence_written")),
+        evidence_notes=list(data.get("evidence_notes", [])),
+        found_secrets=[
+            SecretValue(label, _unb64(value) or b"")
+            for label, value in data.get("found_secrets", [])
         ],
     )
 

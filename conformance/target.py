@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance.limits import DEFAULT_LIMITS, Limits, read_limits
+
 ENCRYPTION_MODES = ("none", "message", "keys")
 
 
@@ -147,6 +149,7 @@ class Target:
     tokens: NegativeTokens
     allowed_skew_s: float = 300.0
     extra: Mapping[str, Any] = field(default_factory=dict)
+    limits: Limits = DEFAULT_LIMITS  # the [limits] table (conformance/limits.py)
 
     @property
     def user(self) -> User:
@@ -201,7 +204,7 @@ class _Reader:
         self.only(
             doc,
             "",
-            {"target", "profile", "pics", "pixit", "users", "keys", "tokens", "clock"}
+            {"target", "profile", "pics", "pixit", "users", "keys", "tokens", "clock", "limits"}
             | {"user_pattern"},
         )
         settings = self.target_settings(self.table(doc, "target", required=True))
@@ -220,8 +223,11 @@ class _Reader:
                 "pics.encryption",
                 f"'{pics.encryption}' is not one of {', '.join(ENCRYPTION_MODES)}",
             )
+        limits = read_limits(self.table(doc, "limits"), self.fail)
         extra = self.user_pattern(doc)
-        return Target(self.path, settings, profile, pics, pixit, users, tokens, skew, extra)
+        return Target(
+            self.path, settings, profile, pics, pixit, users, tokens, skew, extra, limits=limits
+        )
 
     def user_pattern(self, doc: dict[str, Any]) -> dict[str, Any]:
         """``[user_pattern]``, the many UEs of a load run (conformance/load/users.py)."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, TextIO
 
 from refkms.faults import ActiveFaults, catalogue_json, catalogue_text, fault_names
 from refkms.profiles import DEFAULT_PROFILE, PROFILES
@@ -14,7 +16,43 @@ from refkms.profiles import DEFAULT_PROFILE, PROFILES
 EXIT_USAGE = 2
 
 
+class _QuietOnceClosed:
+    """Standard output that goes quiet when its reader leaves (``faults | head``, ``serve |
+    head -3``): not an error, and a server keeps serving. The descriptor is pointed at
+    /dev/null so that what is still buffered cannot fail again at exit."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._closed = False
+
+    def write(self, text: str) -> int:
+        if not self._closed:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._closed:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def _gone(self) -> None:
+        self._closed = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if not isinstance(sys.stdout, _QuietOnceClosed):
+        sys.stdout = _QuietOnceClosed(sys.stdout)  # type: ignore[assignment]
     parser = argparse.ArgumentParser(prog="python -m refkms", description="The reference KMS.")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the reference KMS on loopback")
@@ -29,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     faults.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.command == "faults":
-        print(catalogue_json() if args.json else catalogue_text())
+        print(catalogue_json() if args.json else catalogue_text(), flush=True)
         return 0
     return _serve(args)
 

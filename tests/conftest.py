@@ -47,6 +47,9 @@ os.environ.setdefault("KMS_CONFORMANCE_SHARED", str(_find_shared()))
 # -- the fault-matrix detection table (issue 6): rows written by every worker, printed once --
 
 _TABLE_ENV = "KMS_FAULT_TABLE_DIR"
+# Measurements of the hostile-target tests (issue 13: peak RSS, output size, time): each
+# test writes a line there, and the summary prints them whatever -n and -s say.
+MEASURE_ENV = "KMS_HOSTILE_MEASURE_DIR"
 
 
 def pytest_configure(config: object) -> None:
@@ -55,9 +58,11 @@ def pytest_configure(config: object) -> None:
     import tempfile
 
     os.environ[_TABLE_ENV] = tempfile.mkdtemp(prefix="kms-fault-table-")
+    os.environ[MEASURE_ENV] = tempfile.mkdtemp(prefix="kms-hostile-measure-")
 
 
 def pytest_terminal_summary(terminalreporter: object, exitstatus: int, config: object) -> None:
+    _measurements(terminalreporter, config)
     folder = os.environ.get(_TABLE_ENV)
     if not folder or hasattr(config, "workerinput"):
         return
@@ -74,3 +79,16 @@ def pytest_terminal_summary(terminalreporter: object, exitstatus: int, config: o
         for line in text.splitlines():
             write(line)
     write(f"{detected} of {len(rows)} faults detected")
+
+
+def _measurements(terminalreporter: object, config: object) -> None:
+    folder = os.environ.get(MEASURE_ENV)
+    if not folder or hasattr(config, "workerinput"):
+        return
+    rows = sorted(Path(folder).glob("*.txt"))
+    if not rows:
+        return
+    terminalreporter.section("hostile target measurements")  # type: ignore[attr-defined]
+    for row in rows:
+        for line in row.read_text(encoding="utf-8").splitlines():
+            terminalreporter.write_line(line)  # type: ignore[attr-defined]

@@ -14,7 +14,13 @@ import tempfile
 from pathlib import Path
 
 from conformance.report import html, junit
-from conformance.report.evidence import atomic_write, case_dirs, write_case_evidence
+from conformance.report.evidence import (
+    LEDGER_NAME,
+    EvidenceBudget,
+    atomic_write,
+    case_dirs,
+    write_case_evidence,
+)
 from conformance.report.redact import Redactor, key_material
 from conformance.report.results_json import build_document, to_bytes
 from conformance.results import RunResult, SecretValue
@@ -32,14 +38,16 @@ def write_reports(run: RunResult, out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     redactor = redactor_for_run(run)
     dirs = case_dirs(case.id for case in run.cases)
-    document = build_document(run, redactor, dirs)
+    dirs.update({c.id: c.evidence_dir for c in run.cases if c.evidence_dir is not None})
     paths = {
         "results": out_dir / "results.json",
         "junit": out_dir / "junit.xml",
         "html": out_dir / "report.html",
         "evidence": out_dir / "evidence",
     }
-    _write_evidence_tree(run, redactor, dirs, paths["evidence"])
+    written = _write_evidence_tree(run, redactor, dirs, paths["evidence"])
+    document = build_document(run, redactor, dirs)
+    document["evidence"] = _evidence_summary(run, written)
     atomic_write(paths["results"], to_bytes(document))
     atomic_write(paths["junit"], junit.render(run, redactor, dirs))
     atomic_write(paths["html"], html.render(run, redactor, document).encode("utf-8"))
@@ -51,20 +59,40 @@ def redactor_for_run(run: RunResult) -> Redactor:
     new TrK/InK material found in its bodies, so check messages quoting them are covered."""
     found: list[SecretValue] = []
     for case in run.cases:
+        found.extend(case.found_secrets)  # what its whole bodies held (they are excerpts now)
         for step in case.steps:
             for body in (step.exchange.body, step.exchange.request.body, step.plaintext or b""):
                 found.extend(key_material(body))
     return Redactor([*run.secrets, *found])
 
 
+def _evidence_summary(run: RunResult, written: int) -> dict[str, object]:
+    """results.json "evidence": octets written, the budget, and the cases it cut."""
+    cut = [case.id for case in run.cases if case.evidence_notes]
+    summary: dict[str, object] = {"bytes": written, "truncated": bool(cut), "truncated_cases": cut}
+    if run.max_evidence_bytes is not None:
+        summary["max_evidence_bytes"] = run.max_evidence_bytes
+    return summary
+
+
 def _write_evidence_tree(
     run: RunResult, redactor: Redactor, dirs: dict[str, str], evidence: Path
-) -> None:
-    """Build evidence/ beside its final place, then swap it in with renames."""
-    staging = Path(tempfile.mkdtemp(prefix=".evidence-", dir=evidence.parent))
+) -> int:
+    """Build evidence/ beside its final place (or complete the folder the cases wrote
+    into while they ran), then swap it in with renames; return the octets it holds."""
+    if run.evidence_staging is not None and run.evidence_staging.is_dir():
+        staging = run.evidence_staging
+    else:
+        staging = Path(tempfile.mkdtemp(prefix=".evidence-", dir=evidence.parent))
+    budget = None
+    if run.max_evidence_bytes is not None:
+        budget = EvidenceBudget(run.max_evidence_bytes, staging / LEDGER_NAME)
     try:
         for case in run.cases:
-            write_case_evidence(case, staging / dirs[case.id], redactor)
+            if not case.evidence_written:
+                write_case_evidence(case, staging / dirs[case.id], redactor, budget)
+        (staging / LEDGER_NAME).unlink(missing_ok=True)
+        written = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file())
         os.chmod(staging, 0o755)
         old = None
         if evidence.exists():
@@ -73,6 +101,7 @@ def _write_evidence_tree(
         os.replace(staging, evidence)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+        return written
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

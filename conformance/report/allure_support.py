@@ -9,13 +9,21 @@ the ``case_id`` tag carry the case id as well.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
 import allure
 from allure_commons.types import AttachmentType, LinkType
 
-from conformance.report.evidence import request_text, response_text, step_dir
+from conformance.report.evidence import (
+    EXCERPT_BYTES,
+    excerpt_note,
+    redacted_prefix,
+    request_text,
+    response_text,
+    step_dir,
+)
 from conformance.report.redact import Redactor, key_material
 from conformance.report.results_json import case_reqs
 from conformance.results import CaseResult, StepRecord
@@ -55,21 +63,39 @@ def decorate(case: CaseResult, redactor: Redactor) -> None:
 
 
 def _attach_step(name: str, step: StepRecord, red: Redactor) -> None:
+    """The exchange as text, bodies cut at ``EXCERPT_BYTES`` with a line naming the whole
+    body's size, digest and evidence file: Allure never holds a second copy of a run's
+    bodies (the excerpts are what the case kept in memory once its evidence was written)."""
     exchange = step.exchange
+    request = dataclasses.replace(
+        exchange.request, body=redacted_prefix(red, exchange.request.body, EXCERPT_BYTES)
+    )
+    cut = dataclasses.replace(exchange, request=request)
+    cut.body = redacted_prefix(red, exchange.body, EXCERPT_BYTES)
     allure.attach(
-        request_text(exchange.request, exchange, red),
+        request_text(request, cut, red) + _note(step, "request"),
         name=f"{name} request",
         attachment_type=AttachmentType.TEXT,
     )
     allure.attach(
-        response_text(exchange, red), name=f"{name} response", attachment_type=AttachmentType.TEXT
+        response_text(cut, red) + _note(step, "response"),
+        name=f"{name} response",
+        attachment_type=AttachmentType.TEXT,
     )
     if step.plaintext is not None:
         allure.attach(
-            red.bytes(step.plaintext),
+            redacted_prefix(red, step.plaintext, EXCERPT_BYTES)
+            + _note(step, "plaintext", xml=True),
             name=f"{name} decrypted KmsMessage",
             attachment_type=AttachmentType.XML,
         )
+
+
+def _note(step: StepRecord, kind: str, *, xml: bool = False) -> bytes:
+    note = excerpt_note(step, kind)
+    if note is None:
+        return b""
+    return (f"\n<!-- {note} -->\n" if xml else f"\n{note}\n").encode("utf-8")
 
 
 def _description(case: CaseResult) -> str:

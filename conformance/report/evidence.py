@@ -6,10 +6,20 @@ or the transport error), ``response.body`` and, when the KmsMessage was decrypte
 ``plaintext.xml``. Beside them: ``case.json`` (verdict, checks, what each step sent) and
 ``repro.sh``, one curl per step that repeats the case with secrets taken from the
 environment (``KMS_TOKEN``...) instead of the redacted values.
+
+A run writes each case's evidence as the case ends (``spill_case``, in whichever process
+ran it) and keeps only digests, sizes and short redacted excerpts of its bodies in memory,
+so a target that answers every request at the body cap costs one body at a time, not the
+whole run. ``request.txt``/``response.txt`` repeat a body only up to ``INLINE_BODY_BYTES``
+(beyond, a line points at the ``.body`` file), and the bodies of a whole run share one
+budget, ``limits.max_evidence_bytes`` (``EvidenceBudget``): past it a body file holds only
+what fits, and the case, its case.json, results.json and report.html say so.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 import re
 import shlex
@@ -20,9 +30,25 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from conformance.exchange import Exchange, RecordedRequest
-from conformance.report.redact import Redactor
+from conformance.report.redact import Redactor, key_material
 from conformance.report.results_json import case_fields, check_dict, redact_tree, to_bytes
-from conformance.results import CaseResult, StepRecord
+from conformance.results import BodyFacts, CaseResult, StepRecord
+
+try:  # POSIX: the processes of one run (pytest-xdist workers) share the budget exactly
+    import fcntl
+except ImportError:  # pragma: no cover - elsewhere each process counts its own share
+    fcntl = None  # type: ignore[assignment]
+
+# A body up to this size is repeated in request.txt / response.txt; a larger one only in
+# its .body file (written once).
+INLINE_BODY_BYTES = 64 * 1024
+# What stays in memory of each body once its evidence is written: report.html shows
+# 4000 characters of it and Allure attaches it.
+EXCERPT_BYTES = 16 * 1024
+# A body cut for the budget is redacted over this much more than is kept, so that a secret
+# that straddles the cut is replaced whole before the cut (no secret is longer).
+_REDACTION_MARGIN = 64 * 1024
+LEDGER_NAME = ".evidence-budget"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_NAME = 100
@@ -65,37 +91,175 @@ def step_dir(index: int, step: StepRecord) -> str:
     return f"{index:02d}-{safe_name(step.label or step.exchange.label or 'step')}"
 
 
-def write_case_evidence(case: CaseResult, case_dir: Path, redactor: Redactor) -> None:
-    """Write the evidence files of one case into ``case_dir`` (created)."""
+class EvidenceBudget:
+    """The octets of evidence a run may still write (``limits.max_evidence_bytes``).
+
+    With a ``ledger`` file, every process of the run draws on one count, kept in that
+    file under an exclusive lock; without one, the count is this object's.
+    """
+
+    def __init__(self, limit: int, ledger: Path | None = None) -> None:
+        self.limit = limit
+        self._ledger = ledger if fcntl is not None else None
+        self._used = 0
+
+    def take(self, wanted: int, *, always: bool = False) -> int:
+        """Grant up to ``wanted`` octets (all of them when ``always``: metadata files are
+        counted but never cut) and return how many."""
+        if self._ledger is None:
+            granted = wanted if always else max(0, min(wanted, self.limit - self._used))
+            self._used += granted
+            return granted
+        with open(self._ledger, "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.seek(0)
+            used = int(handle.read().strip() or b"0")
+            granted = wanted if always else max(0, min(wanted, self.limit - used))
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(used + granted).encode("ascii"))
+            return granted
+
+    @property
+    def used(self) -> int:
+        if self._ledger is None:
+            return self._used
+        try:
+            return int(self._ledger.read_bytes().strip() or b"0")
+        except (OSError, ValueError):
+            return 0
+
+
+def spill_case(
+    case: CaseResult, case_dir: Path, redactor: Redactor, budget: EvidenceBudget | None
+) -> None:
+    """Write the evidence of a case that just ended, then drop its bodies from memory:
+    each becomes a redacted excerpt of ``EXCERPT_BYTES`` with its ``BodyFacts`` (size,
+    SHA-256, octets written). The key material the whole bodies held is kept in
+    ``case.found_secrets``, so the run's reporters still redact it where a message quotes it.
+    """
+    found = [
+        secret
+        for step in case.steps
+        for body in (step.exchange.body, step.exchange.request.body, step.plaintext or b"")
+        for secret in key_material(body)
+    ]
+    red = redactor.extended(found) if found else redactor
+    write_case_evidence(case, case_dir, red, budget)
+    for step in case.steps:
+        exchange = step.exchange
+        request_excerpt = redacted_prefix(red, exchange.request.body, EXCERPT_BYTES)
+        exchange.request = dataclasses.replace(exchange.request, body=request_excerpt)
+        exchange.body = redacted_prefix(red, exchange.body, EXCERPT_BYTES)
+        if step.plaintext is not None:
+            step.plaintext = redacted_prefix(red, step.plaintext, EXCERPT_BYTES)
+        kept = {
+            "request": exchange.request.body,
+            "response": exchange.body,
+            "plaintext": step.plaintext or b"",
+        }
+        step.bodies = {
+            kind: dataclasses.replace(facts, kept=len(kept[kind]))
+            for kind, facts in step.bodies.items()
+        }
+    case.found_secrets = found
+    case.evidence_dir = case_dir.name
+    case.evidence_written = True
+
+
+def redacted_prefix(redactor: Redactor, data: bytes, limit: int) -> bytes:
+    """At most ``limit`` octets of ``data`` redacted; only a window past the cut is read,
+    so a 4 MiB body costs a redaction of ``limit`` + the margin."""
+    if len(data) <= limit:
+        return redactor.bytes(data)
+    return redactor.bytes(data[: limit + _REDACTION_MARGIN])[:limit]
+
+
+def write_case_evidence(
+    case: CaseResult, case_dir: Path, redactor: Redactor, budget: EvidenceBudget | None = None
+) -> None:
+    """Write the evidence files of one case into ``case_dir`` (created); bodies draw on
+    ``budget`` and each step's ``bodies`` records what was written."""
     case_dir.mkdir(parents=True, exist_ok=True)
     steps_meta = []
+    notes: list[str] = []
     for index, step in enumerate(case.steps, start=1):
         name = step_dir(index, step)
         directory = case_dir / name
         directory.mkdir(exist_ok=True)
         exchange = step.exchange
-        atomic_write(directory / "request.txt", request_text(exchange.request, exchange, redactor))
-        atomic_write(directory / "request.body", redactor.bytes(exchange.request.body))
-        atomic_write(directory / "response.txt", response_text(exchange, redactor))
-        atomic_write(directory / "response.body", redactor.bytes(exchange.body))
+        bodies = {"request": exchange.request.body, "response": exchange.body}
         if step.plaintext is not None:
-            atomic_write(directory / "plaintext.xml", redactor.bytes(step.plaintext))
+            bodies["plaintext"] = step.plaintext
+        files = {"request": "request.body", "response": "response.body"}
+        files["plaintext"] = "plaintext.xml"
+        written: dict[str, bytes] = {}
+        for kind, body in bodies.items():
+            if kind in step.bodies:  # written when the case ended: only the facts remain
+                continue
+            granted = budget.take(len(body)) if budget is not None else len(body)
+            written[kind] = redacted_prefix(redactor, body, granted)
+            atomic_write(directory / files[kind], written[kind])
+            step.bodies[kind] = BodyFacts(
+                size=len(body),
+                sha256=hashlib.sha256(body).hexdigest(),
+                written=granted,
+                kept=len(body),
+            )
+        for kind, facts in step.bodies.items():
+            if facts.cut:
+                notes.append(
+                    f"{name}/{files[kind]}: {facts.written} of {facts.size} octets written "
+                    f"(limits.max_evidence_bytes reached)"
+                )
+        meta_files = {
+            "request.txt": request_text(
+                exchange.request, exchange, redactor, written.get("request"), step
+            ),
+            "response.txt": response_text(exchange, redactor, written.get("response"), step),
+        }
+        for file_name, data in meta_files.items():
+            if budget is not None:
+                budget.take(len(data), always=True)
+            atomic_write(directory / file_name, data)
         steps_meta.append(_step_meta(name, step))
+    case.evidence_notes = notes
     meta = {**case_fields(case), "steps": steps_meta}
-    atomic_write(case_dir / "case.json", to_bytes(redact_tree(meta, redactor)))
-    atomic_write(case_dir / "repro.sh", repro_script(case, redactor).encode("utf-8"), mode=0o755)
+    if notes:
+        meta["evidence_notes"] = notes
+    case_json = to_bytes(redact_tree(meta, redactor))
+    script = repro_script(case, redactor).encode("utf-8")
+    if budget is not None:
+        budget.take(len(case_json) + len(script), always=True)
+    atomic_write(case_dir / "case.json", case_json)
+    atomic_write(case_dir / "repro.sh", script, mode=0o755)
 
 
-def request_text(request: RecordedRequest, exchange: Exchange, redactor: Redactor) -> bytes:
-    """Request line, headers, blank line, body: as sent, redacted."""
+def request_text(
+    request: RecordedRequest,
+    exchange: Exchange,
+    redactor: Redactor,
+    body: bytes | None = None,
+    step: StepRecord | None = None,
+) -> bytes:
+    """Request line, headers, blank line, body: as sent, redacted. ``body`` is the body as
+    already redacted for request.body; a large or cut one is named instead of repeated."""
     version = exchange.http_version or "HTTP/1.1"
     lines = [f"{request.method} {request.url} {version}"]
     lines += [f"{name}: {value}" for name, value in request.headers]
     head = redactor.text("\r\n".join(lines) + "\r\n\r\n")
-    return head.encode("utf-8", errors="replace") + redactor.bytes(request.body)
+    shown = _inline_body(
+        request.body, body, redactor, step, kind="request", file_name="request.body"
+    )
+    return head.encode("utf-8", errors="replace") + shown
 
 
-def response_text(exchange: Exchange, redactor: Redactor) -> bytes:
+def response_text(
+    exchange: Exchange,
+    redactor: Redactor,
+    body: bytes | None = None,
+    step: StepRecord | None = None,
+) -> bytes:
     """Status line, headers, blank line, body; or the transport error when none came."""
     if exchange.status is None:
         kind = f" ({exchange.error_kind})" if exchange.error_kind else ""
@@ -107,7 +271,42 @@ def response_text(exchange: Exchange, redactor: Redactor) -> bytes:
     lines = [f"{version} {exchange.status} {exchange.reason}".rstrip()]
     lines += [f"{name}: {value}" for name, value in exchange.headers]
     head = redactor.text("\r\n".join(lines) + "\r\n\r\n")
-    return head.encode("utf-8", errors="replace") + redactor.bytes(exchange.body)
+    shown = _inline_body(
+        exchange.body, body, redactor, step, kind="response", file_name="response.body"
+    )
+    return head.encode("utf-8", errors="replace") + shown
+
+
+def _inline_body(
+    raw: bytes,
+    redacted: bytes | None,
+    redactor: Redactor,
+    step: StepRecord | None,
+    *,
+    kind: str,
+    file_name: str,
+) -> bytes:
+    facts = step.bodies.get(kind) if step is not None else None
+    size = facts.size if facts is not None else len(raw)
+    if size <= INLINE_BODY_BYTES and (facts is None or not facts.cut):
+        return redacted if redacted is not None else redactor.bytes(raw)
+    digest = f", sha256 {facts.sha256}" if facts is not None else ""
+    return f"[body of {size} octets{digest}: see {file_name}]\n".encode("ascii")
+
+
+def excerpt_note(step: StepRecord, kind: str) -> str | None:
+    """One line saying that only part of a body is shown, and where the rest is."""
+    facts = step.bodies.get(kind)
+    if facts is None or facts.kept >= facts.size:
+        return None
+    where = "response.body" if kind == "response" else f"{kind}.body"
+    if kind == "plaintext":
+        where = "plaintext.xml"
+    cut = f"; the evidence file holds {facts.written} (limits.max_evidence_bytes)"
+    return (
+        f"[an excerpt: the first {facts.kept} of {facts.size} octets, sha256 {facts.sha256}; "
+        f"the whole body is in {where}{cut if facts.cut else ''}]"
+    )
 
 
 def repro_script(case: CaseResult, redactor: Redactor) -> str:
@@ -184,6 +383,11 @@ def _step_meta(name: str, step: StepRecord) -> dict[str, Any]:
         },
         "notes": list(exchange.notes),
         "plaintext": step.plaintext is not None,
+        # Size and SHA-256 of each body as sent or received, and the octets its file holds.
+        "bodies": {
+            kind: {"size": facts.size, "sha256": facts.sha256, "written": facts.written}
+            for kind, facts in step.bodies.items()
+        },
         "checks": [check_dict(check) for check in step.checks],
     }
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import jinja2
 
-from conformance.report.evidence import step_dir
+from conformance.report.evidence import excerpt_note, step_dir
 from conformance.report.redact import Redactor
 from conformance.report.results_json import SECTIONS, redact_tree
 from conformance.results import RunResult, StepRecord
@@ -130,7 +130,22 @@ def view(run: RunResult, redactor: Redactor, document: Mapping[str, Any]) -> dic
         "waivers": document.get("waivers"),
         "waiver_file": run.waiver_file,
         "filter_verdicts": FILTER_VERDICTS,
+        "evidence_cut": _evidence_cut(document),
     }
+
+
+def _evidence_cut(document: Mapping[str, Any]) -> str:
+    """The report's line saying where limits.max_evidence_bytes cut the evidence, or ""."""
+    evidence = document.get("evidence") or {}
+    if not evidence.get("truncated"):
+        return ""
+    cases = evidence.get("truncated_cases", [])
+    limit = evidence.get("max_evidence_bytes")
+    shown = ", ".join(cases[:10]) + (f" and {len(cases) - 10} more" if len(cases) > 10 else "")
+    return (
+        f"Evidence truncated: limits.max_evidence_bytes ({limit} octets) was reached; "
+        f"the bodies of {len(cases)} case(s) are cut in evidence/: {shown}"
+    )
 
 
 def _step_view(index: int, step: StepRecord, redactor: Redactor) -> dict[str, Any]:
@@ -157,7 +172,8 @@ def _step_view(index: int, step: StepRecord, redactor: Redactor) -> dict[str, An
         "response_body": _excerpt(redactor.bytes(exchange.body)),
         "plaintext": None if step.plaintext is None else _excerpt(redactor.bytes(step.plaintext)),
         "files": files,
-        "notes": [redactor.text(note) for note in exchange.notes],
+        "notes": [redactor.text(note) for note in exchange.notes]
+        + [note for kind in step.bodies if (note := excerpt_note(step, kind)) is not None],
     }
 
 

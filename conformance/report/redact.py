@@ -44,9 +44,11 @@ _KEY_ID_ELEMENTS = frozenset({"KeyName", "CarriedKeyName"})
 
 # One token per XML construct; an unterminated CDATA, comment or tag runs to the end, so
 # hostile input cannot make a token rescan the rest of the body (linear time).
+# Lazy single-character repeats (not repeated groups): re keeps no state per character,
+# so a 4 MiB comment costs 4 MiB, not the 500 MB a repeated group's backtracking stack took.
 _XML_TOKEN = re.compile(
-    r"<!\[CDATA\[(?P<cdata>(?:[^\]]|\](?!\]>))*)(?:\]\]>)?"
-    r"|<!--(?:[^-]|-(?!->))*(?:-->)?"
+    r"<!\[CDATA\[(?P<cdata>(?s:.*?))(?:\]\]>|\Z)"
+    r"|<!--(?s:.*?)(?:-->|\Z)"
     r"|<(?P<close>/)?(?P<name>[^\s<>/!?]*)[^<>]*?(?P<empty>/)?>"
     r"|<[^<>]*"
     r"|(?P<text>[^<]+)"

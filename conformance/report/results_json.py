@@ -172,7 +172,10 @@ def redact_tree(value: Any, redactor: Redactor) -> Any:
 
 
 def _case(case: CaseResult, evidence_dir: str) -> dict[str, Any]:
-    return {**case_fields(case), "evidence": f"evidence/{evidence_dir}/"}
+    fields = {**case_fields(case), "evidence": f"evidence/{evidence_dir}/"}
+    if case.evidence_notes:  # bodies cut by limits.max_evidence_bytes
+        fields["evidence_notes"] = list(case.evidence_notes)
+    return fields
 
 
 def case_fields(case: CaseResult) -> dict[str, Any]:

@@ -77,6 +77,21 @@ def run_cli(
     )
 
 
+def report_measurement(name: str, line: str) -> None:
+    """Print a measured line (``-s`` shows it) and keep it for the session's summary
+    (tests/conftest.py prints every one of them at the end, with or without xdist)."""
+    print("\n" + line)
+    folder = os.environ.get("KMS_HOSTILE_MEASURE_DIR")
+    if folder:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        Path(folder, f"{safe}.txt").write_text(line + "\n", encoding="utf-8")
+
+
+def output_bytes(folder: Path) -> int:
+    """Octets of every file under ``folder`` (what a run left on disk)."""
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
 def _peak_kb(rss_file: Path, fallback_kb: int) -> int:
     try:
         return int(rss_file.read_text())

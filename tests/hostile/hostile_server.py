@@ -66,6 +66,27 @@ MODES: dict[str, tuple[str, dict[str, str]]] = {
     "drip-keyprov-only": ("good", {"keyprov": "drip-from-status-line"}),
     "reset-keyprov-only": ("good", {"keyprov": "reset-mid-body"}),
 }
+# Issue 13: answers within the body cap that cost more to look at than to send, an honest
+# KMS padded to the cap, and one that sets cookies on keep-alive connections. Kept apart
+# from MODES (tests/test_hostile_targets.py runs every mode of that table).
+BUDGET_MODES: dict[str, tuple[str, dict[str, str]]] = {
+    "many-attributes": ("good", {"*": "many-attributes"}),
+    "namespace-flood": ("good", {"*": "namespace-flood"}),
+    "deep-nesting": ("good", {"*": "deep-nesting"}),
+    "huge-text": ("good", {"*": "huge-text"}),
+    "many-elements": ("good", {"*": "many-elements"}),
+    "namespace-flood-keyprov-only": ("good", {"keyprov": "namespace-flood"}),
+    "at-cap": ("good", {"*": "at-cap"}),
+    "set-cookie": ("good", {"*": "set-cookie"}),
+}
+ALL_MODES = {**MODES, **BUDGET_MODES}
+# Behaviours that answer and keep the connection open for the next request.
+KEEP_ALIVE = frozenset({"set-cookie"})
+ATTRIBUTES = 250_000
+NESTED_CHAINS = (200, 40)  # 200 chains of 40 nested elements, each declaring 3 namespaces
+NESTING_DEPTH = 250  # under libxml2's own 256 without XML_PARSE_HUGE
+HUGE_TEXT_CHARS = 3_900_000
+ELEMENTS = 800_000
 
 
 # -- PKI -----------------------------------------------------------------------------------
@@ -271,9 +292,9 @@ class HostileServer:
         canary_file: Path,
         upstream: Upstream | None = None,
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"unknown hostile mode {mode!r} (known: {', '.join(MODES)})")
-        certificate, self.behaviours = MODES[mode]
+        if mode not in ALL_MODES:
+            raise ValueError(f"unknown hostile mode {mode!r} (known: {', '.join(ALL_MODES)})")
+        certificate, self.behaviours = ALL_MODES[mode]
         self.mode = mode
         self.canary_file = canary_file
         self.upstream = upstream or canned_answer
@@ -286,6 +307,9 @@ class HostileServer:
             self._other = _listen("127.0.0.1")
         self.other_host = Counter()
         self.requests: list[str] = []
+        # (client port, request type, Authorization sent, Cookie header or None) per request
+        self.seen: list[tuple[int, str, bool, str | None]] = []
+        self.cookies_set: list[str] = []
         self.failures: list[str] = []
         self._threads: list[threading.Thread] = []
 
@@ -348,6 +372,7 @@ class HostileServer:
         self.other_host.add()
 
     def _serve(self, raw: socket.socket) -> None:
+        port = raw.getpeername()[1]
         conn = self._context.wrap_socket(raw, server_side=True)
         reader = _Reader(conn)
         while not self._stop.is_set():
@@ -355,13 +380,22 @@ class HostileServer:
             if request is None:
                 return
             self.requests.append(f"{request.method} {request.target}")
+            self.seen.append(
+                (
+                    port,
+                    request.request_type,
+                    request.header("authorization") is not None,
+                    request.header("cookie"),
+                )
+            )
             behaviour = self.behaviours.get(request.request_type) or self.behaviours.get("*")
             if behaviour is None:
                 answer = self.upstream(request, self.base_url)
                 _send_answer(conn, answer)
                 continue
             _BEHAVIOURS[behaviour](self, conn, request)
-            return
+            if behaviour not in KEEP_ALIVE:
+                return
 
     # -- hostile behaviours (each ends the connection) --------------------------------------
 
@@ -468,6 +502,67 @@ class HostileServer:
         with contextlib.suppress(OSError, ssl.SSLError):
             conn.unwrap().close()
 
+    # -- issue 13: costly structure, answers at the cap, cookies --------------------------
+
+    def _pathological(self, conn: ssl.SSLSocket, inner: str, root_extra: str = "") -> None:
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<KmsResponse xmlns="{NAMESPACE}" '
+            f'Version="1.1.0"{root_extra}><KmsUri>kms.hostile.test</KmsUri>'
+            "<UserUri>sip:alice@hostile.test</UserUri><Time>2026-01-01T00:00:00Z</Time>"
+            f"<ClientReqUrl>https://127.0.0.1/</ClientReqUrl><KmsMessage>{inner}</KmsMessage>"
+            "</KmsResponse>\n"
+        ).encode()
+        assert len(body) < MAX_BODY_BYTES, len(body)
+        _send_answer(conn, Answer(200, (("Content-Type", "application/xml"),), body))
+
+    def many_attributes(self, conn: ssl.SSLSocket, request: Request) -> None:
+        extra = "".join(f' a{i}="x"' for i in range(ATTRIBUTES))
+        self._pathological(conn, "", extra)
+
+    def namespace_flood(self, conn: ssl.SSLSocket, request: Request) -> None:
+        chains, depth = NESTED_CHAINS
+        opening = "".join(
+            f'<e{i} xmlns:a{i}="urn:a:{i}" xmlns:b{i}="urn:b:{i}" xmlns:c{i}="urn:c:{i}">'
+            for i in range(depth)
+        )
+        closing = "".join(f"</e{i}>" for i in reversed(range(depth)))
+        self._pathological(conn, (opening + closing) * chains)
+
+    def deep_nesting(self, conn: ssl.SSLSocket, request: Request) -> None:
+        depth = NESTING_DEPTH - 3  # KmsResponse and KmsMessage hold the chain
+        self._pathological(conn, "<n>" * depth + "</n>" * depth)
+
+    def huge_text(self, conn: ssl.SSLSocket, request: Request) -> None:
+        self._pathological(conn, "<KmsInit>" + "A" * HUGE_TEXT_CHARS + "</KmsInit>")
+
+    def many_elements(self, conn: ssl.SSLSocket, request: Request) -> None:
+        self._pathological(conn, "<a/>" * ELEMENTS)
+
+    def at_cap(self, conn: ssl.SSLSocket, request: Request) -> None:
+        """The honest answer, padded with a trailing comment to one octet under the cap."""
+        answer = self.upstream(request, self.base_url)
+        room = MAX_BODY_BYTES - 1 - len(answer.body) - len("\n<!--  -->\n")
+        padded = answer.body + b"\n<!-- " + b"p" * max(room, 0) + b" -->\n"
+        _send_answer(conn, Answer(answer.status, answer.headers, padded))
+
+    def set_cookie(self, conn: ssl.SSLSocket, request: Request) -> None:
+        """The honest answer with two session cookies, on a connection kept open."""
+        answer = self.upstream(request, self.base_url)
+        value = "kmssession-" + secrets.token_hex(16)
+        self.cookies_set.append(value)
+        headers = (
+            *answer.headers,
+            ("Set-Cookie", f"session={value}; Path=/; HttpOnly"),
+            ("Set-Cookie", f"tie={value}; Domain=127.0.0.1; Path=/keymanagement"),
+        )
+        body = answer.body
+        lines = [
+            f"HTTP/1.1 {answer.status} {_REASONS.get(answer.status, 'Status')}",
+            f"Content-Length: {len(body)}",
+        ]
+        lines += [f"{k}: {v}" for k, v in _content_headers(Answer(answer.status, headers, b""))]
+        conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+
 
 _BEHAVIOURS: dict[str, Callable[[HostileServer, ssl.SSLSocket, Request], None]] = {
     "xxe": HostileServer.xxe,
@@ -481,6 +576,13 @@ _BEHAVIOURS: dict[str, Callable[[HostileServer, ssl.SSLSocket, Request], None]] 
     "redirect": HostileServer.redirect,
     "reset-mid-body": HostileServer.reset_mid_body,
     "http10-close-delimited": HostileServer.http10_close_delimited,
+    "many-attributes": HostileServer.many_attributes,
+    "namespace-flood": HostileServer.namespace_flood,
+    "deep-nesting": HostileServer.deep_nesting,
+    "huge-text": HostileServer.huge_text,
+    "many-elements": HostileServer.many_elements,
+    "at-cap": HostileServer.at_cap,
+    "set-cookie": HostileServer.set_cookie,
 }
 
 
@@ -569,6 +671,7 @@ def write_target(
     *,
     timeout_s: float = TIMEOUT_S,
     max_body_bytes: int = MAX_BODY_BYTES,
+    limits: dict[str, Any] | None = None,
 ) -> Path:
     """``path``: a target file for the hostile server. With the upstream's target file
     (parsed), its users, keys, PICS and PIXIT are kept: the relayed answers are theirs."""
@@ -585,6 +688,8 @@ def write_target(
     document.setdefault(
         "users", [{"uri": "sip:alice@hostile.test", "token": "hostile-test-token-0001"}]
     )
+    if limits:
+        document["limits"] = dict(limits)
     path.write_text(dump_toml(document), encoding="utf-8")
     return path
 
@@ -626,6 +731,7 @@ def serving(
     directory: Path,
     upstream: Upstream | None = None,
     upstream_target: dict[str, Any] | None = None,
+    limits: dict[str, Any] | None = None,
 ) -> Iterator[tuple[HostileServer, Path]]:
     """The hostile server in ``mode`` with its PKI, canary and target file under ``directory``."""
     pki = make_pki(directory / "pki")
@@ -634,7 +740,9 @@ def serving(
         canary.write_text("canary-" + secrets.token_hex(24) + "\n", encoding="ascii")
     with HostileServer(mode, pki, canary, upstream) as server:
         base_url = server.base_url + API_PREFIX.rstrip("/")
-        target = write_target(directory / "target.toml", base_url, pki.ca_file, upstream_target)
+        target = write_target(
+            directory / "target.toml", base_url, pki.ca_file, upstream_target, limits=limits
+        )
         yield server, target
 
 
