@@ -127,6 +127,7 @@ def test_bundle_holds_the_run_and_a_signed_in_toto_manifest(work: dict[str, Path
         "target_file",
         "users",
         "label",
+        "limits",  # the answer and evidence budgets (issue 13): settings, never secrets
     }
 
 
