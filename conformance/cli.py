@@ -33,9 +33,12 @@ def _build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the case catalogue against a target KMS")
     run.add_argument("--target", metavar="FILE")
     run.add_argument("--output", metavar="DIR", default="reports/latest")
-    run.add_argument("--cases", nargs="+", metavar="GLOB|ID")
+    # Repeated list options add up (--cases A --cases B runs both), as argparse users expect.
+    run.add_argument("--cases", nargs="+", action="extend", default=[], metavar="GLOB|ID")
     run.add_argument("--strict", action="store_true")
-    run.add_argument("--embedded-fault", action="append", default=[], metavar="NAME")
+    run.add_argument(
+        "--embedded-fault", nargs="+", action="extend", default=[], metavar="NAME"
+    )
     run.add_argument("-n", type=int, default=0, metavar="N")
     run.add_argument("--embedded-profile", metavar="NAME", help="profile of the embedded KMS")
     run.add_argument("--embedded-config", metavar="FILE", help="configuration of the embedded KMS")
@@ -56,7 +59,7 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=0)
     serve.add_argument("--http", action="store_true")
     serve.add_argument("--profile", default="ts33180-r17")
-    serve.add_argument("--fault", action="append", default=[], metavar="NAME")
+    serve.add_argument("--fault", nargs="+", action="extend", default=[], metavar="NAME")
     serve.add_argument("--config", metavar="FILE")
     serve.add_argument("--state", metavar="DIR")
 
