@@ -36,9 +36,7 @@ def _build_parser() -> argparse.ArgumentParser:
     # Repeated list options add up (--cases A --cases B runs both), as argparse users expect.
     run.add_argument("--cases", nargs="+", action="extend", default=[], metavar="GLOB|ID")
     run.add_argument("--strict", action="store_true")
-    run.add_argument(
-        "--embedded-fault", nargs="+", action="extend", default=[], metavar="NAME"
-    )
+    run.add_argument("--embedded-fault", nargs="+", action="extend", default=[], metavar="NAME")
     run.add_argument("-n", type=int, default=0, metavar="N")
     run.add_argument("--embedded-profile", metavar="NAME", help="profile of the embedded KMS")
     run.add_argument("--embedded-config", metavar="FILE", help="configuration of the embedded KMS")
@@ -50,10 +48,23 @@ def _build_parser() -> argparse.ArgumentParser:
     explain.add_argument("case_id", metavar="ID")
 
     check = sub.add_parser("check", help="check a captured response offline")
-    check.add_argument("file", metavar="FILE.xml")
+    check.add_argument(
+        "file",
+        metavar="FILE.xml|DIR|FILE.har",
+        help="a response body, a folder of request/response files (an evidence step or "
+        "case folder) or a HAR 1.2 file",
+    )
     check.add_argument("--init", metavar="INIT.xml")
     check.add_argument("--request-type", metavar="T")
     check.add_argument("--target", metavar="FILE")
+    check.add_argument("--status", type=int, metavar="N", help="the HTTP status of the answer")
+    check.add_argument(
+        "--url",
+        metavar="PATH",
+        help="the request URL or path, e.g. .../keyprov/sip%%3Aalice%%40example.org/"
+        "D6B4323200000000 (request type, requested URI, time, cache number)",
+    )
+    check.add_argument("--kms-uri", metavar="URI", help="the KMS URI of the KMS under test")
 
     serve = sub.add_parser("serve", help="start the reference KMS")
     serve.add_argument("--port", type=int, default=0)
@@ -100,7 +111,15 @@ def _delegate_to_refkms(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from conformance import offline
 
-    return offline.main(args.file, args.init, args.request_type, args.target)
+    return offline.main(
+        args.file,
+        args.init,
+        args.request_type,
+        args.target,
+        status=args.status,
+        url=args.url,
+        kms_uri=args.kms_uri,
+    )
 
 
 def _run(args: argparse.Namespace) -> int:

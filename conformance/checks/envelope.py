@@ -15,6 +15,7 @@ from conformance.checks.base import (
     check,
     content_name,
     ok,
+    own_kms_uri,
     shorten,
     skipped,
     violation,
@@ -122,8 +123,7 @@ def user_uri(ctx: CheckContext) -> Finding:
 @check("envelope.kms-uri", reqs=("REQ-054",), clause="Table D.3.1-1")
 def kms_uri(ctx: CheckContext) -> Finding:
     """KmsUri is present and is the KMS URI of the Root certificate."""
-    expected = ctx.init_certificate.kms_uri if ctx.init_certificate else None
-    return _field_equals(ctx, "KmsUri", expected)
+    return _field_equals(ctx, "KmsUri", own_kms_uri(ctx))
 
 
 @check("envelope.time", reqs=("REQ-055",), clause="Table D.3.1-1")
