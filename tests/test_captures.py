@@ -37,9 +37,11 @@ TIME_URL = "/keymanagement/identity/v1/keyprov/sip%3Aalice%40example.org/D6B4323
 @pytest.fixture(scope="module")
 def captured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Exchange]]:
     folder = tmp_path_factory.mktemp("kms")
-    with serving_kms(folder, {"protection": {"signing": False}}) as kms:
-        with Probe(kms.target, get_profile(kms.target.profile.release)) as probe:
-            exchanges = {name: probe.send(spec, name) for name, spec in REQUESTS.items()}
+    with (
+        serving_kms(folder, {"protection": {"signing": False}}) as kms,
+        Probe(kms.target, get_profile(kms.target.profile.release)) as probe,
+    ):
+        exchanges = {name: probe.send(spec, name) for name, spec in REQUESTS.items()}
     assert exchanges["keyprov-other"].status == 403
     assert exchanges["unknown-path"].status == 404
     yield exchanges
