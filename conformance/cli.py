@@ -82,6 +82,10 @@ def _build_parser() -> argparse.ArgumentParser:
     replay.add_argument("case_id", metavar="CASE-ID")
     replay.add_argument("--target", metavar="FILE", help="send to this target instead")
 
+    target = sub.add_parser("target", help="write a commented minimal target file")
+    target.add_argument("--template", action="store_true", required=True)
+    target.add_argument("-o", "--output", metavar="FILE", help="write there (default: stdout)")
+
     coverage = sub.add_parser(
         "coverage", help="requirement coverage of the catalogue (COVERAGE.md)"
     )
@@ -162,6 +166,12 @@ def _coverage(args: argparse.Namespace) -> int:
     return coverage(args.write)
 
 
+def _target(args: argparse.Namespace) -> int:
+    from conformance import target_template
+
+    return target_template.main(args.output)
+
+
 def _not_yet(args: argparse.Namespace) -> int:
     print(
         f"kms-conformance {args.command}: not implemented yet in this build (see the open issues)",
@@ -177,6 +187,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "explain": _explain,
     "coverage": _coverage,
     "replay": _replay,
+    "target": _target,
     "serve": _delegate_to_refkms,
     "faults": _delegate_to_refkms,
 }

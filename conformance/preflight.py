@@ -48,8 +48,7 @@ def diagnose(target: Target, exchange: Exchange) -> str | None:
     status = exchange.status
     if status == 404:
         return (
-            f"target.base_url {base} answers 404 for init ({exchange.request.url}): "
-            "check the path"
+            f"target.base_url {base} answers 404 for init ({exchange.request.url}): check the path"
         )
     if status in (401, 403):
         return (

@@ -45,6 +45,7 @@ from cryptography import x509
 from lxml import etree
 
 from conformance import __version__
+from conformance.auth import credential_headers, has_own_certificate, other_means, tls_context
 from conformance.crypto import CryptoError, xmldsig, xmlenc
 from conformance.crypto.periods import encode_ntp_time, key_period_no, ntp_seconds, period_start
 from conformance.exchange import Exchange, RecordedRequest, TlsFacts
@@ -153,6 +154,8 @@ class Probe:
             follow_redirects=False,
             trust_env=False,
         )
+        # Users with a TLS client certificate of their own get a connection pool each.
+        self._user_clients: dict[int, tuple[httpx.Client, _DeadlineTransport]] = {}
         self._init_body: bytes | None = None
         self._init_done = False
         self._init_certificate: KmsCertificate | None = None
@@ -161,6 +164,8 @@ class Probe:
 
     def close(self) -> None:
         self._client.close()
+        for client, _transport in self._user_clients.values():
+            client.close()
 
     def __enter__(self) -> Self:
         return self
@@ -236,6 +241,8 @@ class Probe:
         token = self._token(token_variant, user)
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
+        credential_no = self._credential_user(token_variant, user)
+        headers.update(credential_headers(self.target, self._user(credential_no)))
         if body:
             headers["Content-Type"] = "application/xml"
         prepared = _Prepared(
@@ -247,6 +254,7 @@ class Probe:
             token_variant,
             "recorded",
             ["replayed from recorded evidence"],
+            credential_no,
         )
         try:
             request = self._build(prepared)
@@ -313,13 +321,25 @@ class Probe:
         token = self._token(token_variant, user_no)
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
+        credential_no = self._credential_user(token_variant, user_no)
+        headers.update(credential_headers(self.target, self._user(credential_no)))
         fields = step.get("fields") or {}
         if not isinstance(fields, Mapping):
             raise _StepError("fields must be a mapping of KmsRequest element names to values")
         body = self._body(body_variant, user_no, user, url, fields)
         if body_variant != "none":
             headers["Content-Type"] = "application/xml"
-        return _Prepared(method, url, raw_target, headers, body, token_variant, body_variant, notes)
+        return _Prepared(
+            method,
+            url,
+            raw_target,
+            headers,
+            body,
+            token_variant,
+            body_variant,
+            notes,
+            credential_no,
+        )
 
     def _url(
         self,
@@ -470,24 +490,48 @@ class Probe:
 
     def _token(self, variant: str, user_no: int) -> str | None:
         if variant == "none":
+            if not self.target.bearer:
+                means = other_means(self.target, self._user(user_no)) or "other means"
+                raise MissingInput(
+                    f"Bearer tokens (the target identifies users by {means}, so a request "
+                    "without a token is not an unauthenticated one)"
+                )
             return None
-        if variant == "valid":
-            token = self._user(user_no).token
-            if token is None:
-                raise MissingInput(f"users[{user_no}].token")
-            return token.text()
-        if variant == "other_user":
-            other_no = 2 if user_no == 1 else 1
-            token = self._user(other_no).token
-            if token is None:
-                raise MissingInput(f"users[{other_no}].token")
-            return token.text()
+        if variant in ("valid", "other_user"):
+            owner_no = user_no if variant == "valid" else (2 if user_no == 1 else 1)
+            owner = self._user(owner_no)
+            if owner.token is None:
+                if not self.target.bearer and other_means(self.target, owner):
+                    return None  # the identity header or client certificate says who
+                raise MissingInput(f"users[{owner_no}].token")
+            return owner.token.text()
         if variant in _NEGATIVE_TOKENS:
             negative = getattr(self.target.tokens, variant)
             if negative is None:
                 raise MissingInput(f"tokens.{variant}")
             return str(negative.text())
         raise _StepError(f"unknown token {variant!r} (known: {', '.join(TOKEN_VARIANTS)})")
+
+    @staticmethod
+    def _credential_user(variant: str, user_no: int) -> int:
+        """Whose credentials (headers, client certificate) a request carries."""
+        return (2 if user_no == 1 else 1) if variant == "other_user" else user_no
+
+    def _client_for(self, user_no: int) -> tuple[httpx.Client, _DeadlineTransport | None]:
+        """The client whose TLS identity is that user's (its own certificate, if any)."""
+        user = self._user(user_no)
+        if self._in_process or not has_own_certificate(user) or self._setup_error:
+            return self._client, self._deadline_transport
+        if user_no not in self._user_clients:
+            transport = _DeadlineTransport(tls_context(self.target, user))
+            client = httpx.Client(
+                transport=transport,
+                timeout=httpx.Timeout(self._timeout_s),
+                follow_redirects=False,
+                trust_env=False,
+            )
+            self._user_clients[user_no] = (client, transport)
+        return self._user_clients[user_no]
 
     def _body(
         self, variant: str, user_no: int, user: User, url: str, fields: Mapping[str, Any]
@@ -561,11 +605,17 @@ class Probe:
             return exchange
         started = time.monotonic()
         deadline = started + self._timeout_s
-        if self._deadline_transport is not None:
-            self._deadline_transport.backend.deadline = deadline
+        try:
+            client, deadline_transport = self._client_for(prepared.credential_user)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            exchange.error = f"TLS: cannot load the client certificate: {_flat(str(exc))}"
+            exchange.error_kind = "tls"
+            return exchange
+        if deadline_transport is not None:
+            deadline_transport.backend.deadline = deadline
         in_body = False
         try:
-            response = self._client.send(request, stream=True)
+            response = client.send(request, stream=True)
             try:
                 exchange.status = response.status_code
                 exchange.reason = response.reason_phrase
@@ -663,6 +713,7 @@ class _Prepared:
     token_variant: str
     body_variant: str
     notes: list[str] = field(default_factory=list)
+    credential_user: int = 1
 
 
 @dataclass(frozen=True)
@@ -829,19 +880,7 @@ def _user_number(value: Any) -> int:
 
 
 def _ssl_context(target: Target) -> ssl.SSLContext:
-    settings = target.target
-    if not settings.verify_tls:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    elif settings.ca_file is not None:
-        context = ssl.create_default_context(cafile=str(settings.ca_file))
-    else:
-        context = ssl.create_default_context()
-    if settings.client_cert is not None:
-        key = str(settings.client_key) if settings.client_key is not None else None
-        context.load_cert_chain(str(settings.client_cert), key)
-    return context
+    return tls_context(target)
 
 
 class _DeadlineTransport(httpx.BaseTransport):
