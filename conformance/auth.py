@@ -34,8 +34,8 @@ def other_means(target: Target, user: User) -> str | None:
         return f"identity header {target.target.identity_header}"
     if user.client_cert is not None or target.target.client_cert is not None:
         return "TLS client certificate"
-    if user.headers or target.target.headers:
-        return "the fixed headers of the target file"
+    if user.headers:
+        return "its own headers in the target file"
     return None
 
 

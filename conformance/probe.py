@@ -501,7 +501,7 @@ class Probe:
             owner_no = user_no if variant == "valid" else (2 if user_no == 1 else 1)
             owner = self._user(owner_no)
             if owner.token is None:
-                if not self.target.bearer and other_means(self.target, owner):
+                if other_means(self.target, owner):
                     return None  # the identity header or client certificate says who
                 raise MissingInput(f"users[{owner_no}].token")
             return owner.token.text()
