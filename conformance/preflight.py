@@ -3,7 +3,8 @@
 One KMS Initialize with user 1's valid credential. When it cannot be a fair start, the
 run stops with exit 2 and one line instead of writing a ``fail`` for every case:
 
-* no answer at all: connection refused, unknown host, timeout ("init unreachable");
+* no answer at all: connection refused, unknown host, no response before the timeout
+  ("init unreachable");
 * TLS failure: the certificate does not verify or names another host (the TLS reason);
 * HTTP 404 on the init path: ``target.base_url`` has the wrong path;
 * HTTP 401 or 403 to the configured valid credential: every token (or identity) refused.
@@ -41,7 +42,10 @@ def preflight(target: Target) -> None:
 def diagnose(target: Target, exchange: Exchange) -> str | None:
     """Why the init exchange shows a misconfigured target, or None when it is an answer."""
     base = target.target.base_url
-    if exchange.error is not None and exchange.error_kind in ("connect", "timeout"):
+    # A timeout counts only when nothing came back: a KMS that starts answering and then
+    # stalls is a KMS answering badly, and its cases say so.
+    silent = exchange.error_kind == "timeout" and exchange.status is None
+    if exchange.error is not None and (exchange.error_kind == "connect" or silent):
         return f"target.base_url {base}: init unreachable: {exchange.error}"
     if exchange.error is not None and exchange.error_kind == "tls":
         return f"target.base_url {base}: init over TLS failed: {exchange.error}"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from probe_support.kms import serving_kms
-from probe_support.servers import fixed, http_response, raw_server, refused_port
+from probe_support.servers import fixed, http_response, raw_server, refused_port, silent
 from probe_support.tls import make_pki
 
 CASES = ("INIT-CERT-FIELDS-001", "ENV-VERSION-001")
@@ -90,6 +90,15 @@ def test_a_certificate_for_another_host_is_a_tls_failure(tmp_path: Path) -> None
         line = one_line_exit_2(run(target, tmp_path / "out"), tmp_path / "out")
     assert "init over TLS failed: TLS: certificate verify failed" in line, line
     assert re.search(r"[Hh]ostname mismatch|IP address mismatch", line), line
+
+
+def test_a_server_that_never_answers_is_init_unreachable(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki", "Preflight CA")
+    with raw_server(silent, pki.server_context()) as server:
+        target = write(tmp_path, server.https_base_url, f'ca_file = "{pki.ca_file}"')
+        line = one_line_exit_2(run(target, tmp_path / "out"), tmp_path / "out")
+    assert "init unreachable: no complete answer within 3 s" in line, line
+    assert "waiting for the response" in line, line
 
 
 def _edited(kms_target: Path, tmp_path: Path, old: str, new: str) -> Path:
