@@ -36,9 +36,10 @@ def _build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the case catalogue against a target KMS")
     run.add_argument("--target", metavar="FILE")
     run.add_argument("--output", metavar="DIR", default="reports/latest")
-    run.add_argument("--cases", nargs="+", metavar="GLOB|ID")
+    # Repeated list options add up (--cases A --cases B runs both), as argparse users expect.
+    run.add_argument("--cases", nargs="+", action="extend", default=[], metavar="GLOB|ID")
     run.add_argument("--strict", action="store_true")
-    run.add_argument("--embedded-fault", action="append", default=[], metavar="NAME")
+    run.add_argument("--embedded-fault", nargs="+", action="extend", default=[], metavar="NAME")
     run.add_argument("-n", type=int, default=0, metavar="N")
     run.add_argument("--embedded-profile", metavar="NAME", help="profile of the embedded KMS")
     run.add_argument("--embedded-config", metavar="FILE", help="configuration of the embedded KMS")
@@ -51,16 +52,29 @@ def _build_parser() -> argparse.ArgumentParser:
     explain.add_argument("case_id", metavar="ID")
 
     check = sub.add_parser("check", help="check a captured response offline")
-    check.add_argument("file", metavar="FILE.xml")
+    check.add_argument(
+        "file",
+        metavar="FILE.xml|DIR|FILE.har",
+        help="a response body, a folder of request/response files (an evidence step or "
+        "case folder) or a HAR 1.2 file",
+    )
     check.add_argument("--init", metavar="INIT.xml")
     check.add_argument("--request-type", metavar="T")
     check.add_argument("--target", metavar="FILE")
+    check.add_argument("--status", type=int, metavar="N", help="the HTTP status of the answer")
+    check.add_argument(
+        "--url",
+        metavar="PATH",
+        help="the request URL or path, e.g. .../keyprov/sip%%3Aalice%%40example.org/"
+        "D6B4323200000000 (request type, requested URI, time, cache number)",
+    )
+    check.add_argument("--kms-uri", metavar="URI", help="the KMS URI of the KMS under test")
 
     serve = sub.add_parser("serve", help="start the reference KMS")
     serve.add_argument("--port", type=int, default=0)
     serve.add_argument("--http", action="store_true")
     serve.add_argument("--profile", default="ts33180-r17")
-    serve.add_argument("--fault", action="append", default=[], metavar="NAME")
+    serve.add_argument("--fault", nargs="+", action="extend", default=[], metavar="NAME")
     serve.add_argument("--config", metavar="FILE")
     serve.add_argument("--state", metavar="DIR")
     serve.add_argument("--users", type=int, default=0, metavar="N", help="also UEs ue1..ueN")
@@ -74,6 +88,9 @@ def _build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--target", metavar="FILE", help="send to this target instead")
 
     _add_load_parser(sub)
+    target = sub.add_parser("target", help="write a commented minimal target file")
+    target.add_argument("--template", action="store_true", required=True)
+    target.add_argument("-o", "--output", metavar="FILE", help="write there (default: stdout)")
 
     coverage = sub.add_parser(
         "coverage", help="requirement coverage of the catalogue (COVERAGE.md)"
@@ -191,7 +208,15 @@ def _delegate_to_refkms(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from conformance import offline
 
-    return offline.main(args.file, args.init, args.request_type, args.target)
+    return offline.main(
+        args.file,
+        args.init,
+        args.request_type,
+        args.target,
+        status=args.status,
+        url=args.url,
+        kms_uri=args.kms_uri,
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -235,6 +260,12 @@ def _coverage(args: argparse.Namespace) -> int:
     return coverage(args.write)
 
 
+def _target(args: argparse.Namespace) -> int:
+    from conformance import target_template
+
+    return target_template.main(args.output)
+
+
 def _not_yet(args: argparse.Namespace) -> int:
     print(
         f"kms-conformance {args.command}: not implemented yet in this build (see the open issues)",
@@ -255,6 +286,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "bundle": _bundle,
     "verify": _verify,
     "load": _load,
+    "target": _target,
     "serve": _delegate_to_refkms,
     "faults": _delegate_to_refkms,
 }

@@ -17,6 +17,7 @@ from urllib.parse import unquote
 
 import httpx
 
+from conformance.auth import auth_secrets
 from conformance.cases import Case, Step, missing_need, pics_applies, pics_values
 from conformance.checks import CheckContext, HarnessError, HttpFacts, run_check
 from conformance.checks.values import parse_datetime
@@ -449,6 +450,7 @@ def collect_secrets(target: Target) -> list[SecretValue]:
         token = getattr(target.tokens, name)
         if token is not None:
             found.append(SecretValue(f"token-{name}", token.reveal()))
+    found += auth_secrets(target)  # secret header values, client key passphrases
     return [s for s in found if s.value]
 
 

@@ -46,6 +46,7 @@ from cryptography import x509
 from lxml import etree
 
 from conformance import __version__
+from conformance.auth import credential_headers, has_own_certificate, other_means, tls_context
 from conformance.crypto import CryptoError, xmldsig, xmlenc
 from conformance.crypto.periods import encode_ntp_time, key_period_no, ntp_seconds, period_start
 from conformance.exchange import Exchange, RecordedRequest, TlsFacts
@@ -159,6 +160,8 @@ class Probe:
             trust_env=False,
             cookies=_NoCookies(),
         )
+        # Users with a TLS client certificate of their own get a connection pool each.
+        self._user_clients: dict[int, tuple[httpx.Client, _DeadlineTransport]] = {}
         self._init_body: bytes | None = None
         self._init_done = False
         self._init_certificate: KmsCertificate | None = None
@@ -167,6 +170,8 @@ class Probe:
 
     def close(self) -> None:
         self._client.close()
+        for client, _transport in self._user_clients.values():
+            client.close()
 
     def __enter__(self) -> Self:
         return self
@@ -242,6 +247,9 @@ class Probe:
         token = self._token(token_variant, user)
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
+        credential_no = self._credential_user(token_variant, user)
+        credentials = credential_headers(self.target, self._user(credential_no))
+        headers.update(credentials)
         if body:
             headers["Content-Type"] = "application/xml"
         prepared = _Prepared(
@@ -253,7 +261,8 @@ class Probe:
             token_variant,
             "recorded",
             ["replayed from recorded evidence"],
-            identity=_identity(token_variant, user),
+            credential_user=credential_no,
+            identity=_identity(token_variant, credential_no, bool(credentials)),
         )
         try:
             request = self._build(prepared)
@@ -320,6 +329,9 @@ class Probe:
         token = self._token(token_variant, user_no)
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
+        credential_no = self._credential_user(token_variant, user_no)
+        credentials = credential_headers(self.target, self._user(credential_no))
+        headers.update(credentials)
         fields = step.get("fields") or {}
         if not isinstance(fields, Mapping):
             raise _StepError("fields must be a mapping of KmsRequest element names to values")
@@ -335,7 +347,8 @@ class Probe:
             token_variant,
             body_variant,
             notes,
-            identity=_identity(token_variant, user_no),
+            credential_user=credential_no,
+            identity=_identity(token_variant, credential_no, bool(credentials)),
         )
 
     def _url(
@@ -487,24 +500,49 @@ class Probe:
 
     def _token(self, variant: str, user_no: int) -> str | None:
         if variant == "none":
+            if not self.target.bearer:
+                means = other_means(self.target, self._user(user_no)) or "other means"
+                raise MissingInput(
+                    f"Bearer tokens (the target identifies users by {means}, so a request "
+                    "without a token is not an unauthenticated one)"
+                )
             return None
-        if variant == "valid":
-            token = self._user(user_no).token
-            if token is None:
-                raise MissingInput(f"users[{user_no}].token")
-            return token.text()
-        if variant == "other_user":
-            other_no = 2 if user_no == 1 else 1
-            token = self._user(other_no).token
-            if token is None:
-                raise MissingInput(f"users[{other_no}].token")
-            return token.text()
+        if variant in ("valid", "other_user"):
+            owner_no = user_no if variant == "valid" else (2 if user_no == 1 else 1)
+            owner = self._user(owner_no)
+            if owner.token is None:
+                if other_means(self.target, owner):
+                    return None  # the identity header or client certificate says who
+                raise MissingInput(f"users[{owner_no}].token")
+            return owner.token.text()
         if variant in _NEGATIVE_TOKENS:
             negative = getattr(self.target.tokens, variant)
             if negative is None:
                 raise MissingInput(f"tokens.{variant}")
             return str(negative.text())
         raise _StepError(f"unknown token {variant!r} (known: {', '.join(TOKEN_VARIANTS)})")
+
+    @staticmethod
+    def _credential_user(variant: str, user_no: int) -> int:
+        """Whose credentials (headers, client certificate) a request carries."""
+        return (2 if user_no == 1 else 1) if variant == "other_user" else user_no
+
+    def _client_for(self, user_no: int) -> tuple[httpx.Client, _DeadlineTransport | None]:
+        """The client whose TLS identity is that user's (its own certificate, if any)."""
+        user = self._user(user_no)
+        if self._in_process or not has_own_certificate(user) or self._setup_error:
+            return self._client, self._deadline_transport
+        if user_no not in self._user_clients:
+            transport = _DeadlineTransport(tls_context(self.target, user))
+            client = httpx.Client(
+                transport=transport,
+                timeout=httpx.Timeout(self._timeout_s),
+                follow_redirects=False,
+                trust_env=False,
+                cookies=_NoCookies(),
+            )
+            self._user_clients[user_no] = (client, transport)
+        return self._user_clients[user_no]
 
     def _body(
         self, variant: str, user_no: int, user: User, url: str, fields: Mapping[str, Any]
@@ -581,11 +619,17 @@ class Probe:
             return exchange
         started = time.monotonic()
         deadline = started + self._timeout_s
-        if self._deadline_transport is not None:
-            self._deadline_transport.backend.deadline = deadline
+        try:
+            client, deadline_transport = self._client_for(prepared.credential_user)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            exchange.error = f"TLS: cannot load the client certificate: {_flat(str(exc))}"
+            exchange.error_kind = "tls"
+            return exchange
+        if deadline_transport is not None:
+            deadline_transport.backend.deadline = deadline
         in_body = False
         try:
-            response = self._client.send(request, stream=True)
+            response = client.send(request, stream=True)
             try:
                 exchange.status = response.status_code
                 exchange.reason = response.reason_phrase
@@ -685,12 +729,15 @@ class _Prepared:
     body_variant: str
     notes: list[str] = field(default_factory=list)
     identity: str = "anonymous"  # whose connections the request may use
+    credential_user: int = 1
 
 
-def _identity(token_variant: str, user_no: int) -> str:
+def _identity(token_variant: str, credential_no: int, has_credentials: bool) -> str:
     """The credential set a request carries: requests of different identities never share
-    a connection (a tokenless case must not ride on one that carried a token)."""
-    return "anonymous" if token_variant == "none" else f"user{user_no}:{token_variant}"
+    a connection (a tokenless case must not ride on one that carried a token). Identity
+    headers of the credential user make a tokenless request that user's."""
+    carries = token_variant != "none" or has_credentials
+    return f"user{credential_no}:{token_variant}" if carries else "anonymous"
 
 
 class _NoCookies(http.cookiejar.CookieJar):
@@ -867,19 +914,7 @@ def _user_number(value: Any) -> int:
 
 
 def _ssl_context(target: Target) -> ssl.SSLContext:
-    settings = target.target
-    if not settings.verify_tls:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    elif settings.ca_file is not None:
-        context = ssl.create_default_context(cafile=str(settings.ca_file))
-    else:
-        context = ssl.create_default_context()
-    if settings.client_cert is not None:
-        key = str(settings.client_key) if settings.client_key is not None else None
-        context.load_cert_chain(str(settings.client_cert), key)
-    return context
+    return tls_context(target)
 
 
 class _DeadlineTransport(httpx.BaseTransport):

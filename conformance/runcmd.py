@@ -156,6 +156,11 @@ def embedded_kms(
 
     ``users``: also provision the UEs ue1..ueN (``serve --users``, for ``load``)."""
     state = Path(tempfile.mkdtemp(prefix="kms-conformance-refkms-"))
+    try:
+        config = _config_for_faults(faults, config, state, err)
+    except UsageProblem:
+        shutil.rmtree(state, ignore_errors=True)
+        raise
     argv = [sys.executable, "-m", "refkms", "serve", "--state", str(state), "--port", "0"]
     argv += ["--users", str(users)] if users else []
     argv += ["--profile", profile] if profile else []
@@ -191,6 +196,34 @@ def embedded_kms(
         shutil.rmtree(state, ignore_errors=True)
 
 
+def _config_for_faults(
+    faults: Sequence[str], config: str | None, state: Path, err: TextIO
+) -> str | None:
+    """The embedded KMS's configuration file: the user's, with what the faults need laid
+    over it (an encryption fault needs encrypted responses to be seen at all)."""
+    if not faults:
+        return config
+    from conformance.embedded_config import (
+        EmbeddedConfigError,
+        fault_catalogue,
+        fault_settings,
+        write_config,
+    )
+
+    try:
+        settings = fault_settings(faults, fault_catalogue())
+        path, changes = write_config(settings, config, state)
+    except EmbeddedConfigError as exc:
+        raise UsageProblem(str(exc)) from None
+    if changes:
+        print(
+            f"kms-conformance run: the embedded KMS runs with {', '.join(changes)}, "
+            f"which fault {', '.join(faults)} needs",
+            file=err,
+        )
+    return str(path) if path else None
+
+
 def _last_line(path: Path) -> str:
     try:
         lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
@@ -200,19 +233,14 @@ def _last_line(path: Path) -> str:
 
 
 def _preflight(target: Target) -> None:
-    """Target unreachable (connection refused, TLS failure) is exit 2, not 130 errors."""
-    from conformance.probe import MissingInput, PreconditionFailed, Probe
+    """A misconfigured target (unreachable, TLS, 404 base path, valid token refused) is
+    exit 2 with one line, not a fail for every case (conformance/preflight.py)."""
+    from conformance.preflight import TargetMisconfigured, preflight
 
-    profile = get_profile(target.profile.release)
     try:
-        with Probe(target, profile) as probe:
-            exchange = probe.send({"request": "init"}, "preflight")
-    except (MissingInput, PreconditionFailed):
-        return
-    if exchange.error is not None and exchange.error_kind in ("connect", "tls"):
-        raise UsageProblem(
-            f"{target.path}: target.base_url {target.target.base_url} unreachable: {exchange.error}"
-        )
+        preflight(target)
+    except TargetMisconfigured as exc:
+        raise UsageProblem(str(exc)) from None
 
 
 def _run_pytest(

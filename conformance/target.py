@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 import subprocess
 import tomllib
 from collections.abc import Mapping
@@ -21,6 +22,11 @@ from typing import Any
 from conformance.limits import DEFAULT_LIMITS, Limits, read_limits
 
 ENCRYPTION_MODES = ("none", "message", "keys")
+# Header names: letters, digits, "-" and "_" (a subset of RFC 9110 tokens without the
+# characters a shell would read inside the double quotes of repro.sh).
+_HEADER_NAME = re.compile(r"^[0-9A-Za-z_-]+$")
+# Headers the probe sets itself, per request, and that a target file may not fix.
+_OWN_HEADERS = frozenset({"authorization", "content-type", "content-length", "host"})
 
 
 class TargetFileError(ValueError):
@@ -61,6 +67,15 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class HeaderValue:
+    """A fixed request header from the target file; ``secret`` ones are redacted."""
+
+    name: str
+    value: Secret
+    secret: bool = False
+
+
+@dataclass(frozen=True)
 class TargetSettings:
     base_url: str
     verify_tls: bool = True
@@ -69,6 +84,12 @@ class TargetSettings:
     client_key: Path | None = None
     timeout_s: float = 10.0
     max_body_bytes: int = 4 * 1024 * 1024
+    # How the KMS learns who is asking besides a Bearer token (issue 11): an identity
+    # header set by a trusted proxy (value: the user's identity, default its URI), fixed
+    # headers, and the passphrase of client_key.
+    identity_header: str | None = None
+    headers: tuple[HeaderValue, ...] = ()
+    client_key_passphrase: Secret | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +133,11 @@ class User:
     token: Secret | None
     trk: SymmetricKey | None = None
     ink: SymmetricKey | None = None
+    identity: str | None = None  # the identity header's value (default: uri)
+    headers: tuple[HeaderValue, ...] = ()
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    client_key_passphrase: Secret | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +181,12 @@ class Target:
     def user(self) -> User:
         """The UE under test: the first user."""
         return self.users[0]
+
+    @property
+    def bearer(self) -> bool:
+        """Whether the KMS is given Bearer tokens (else it knows users by identity header
+        or client certificate, and the token cases do not apply)."""
+        return any(u.token is not None for u in self.users)
 
     def public_summary(self) -> dict[str, Any]:
         """What a report may show about the target: no tokens, no keys."""
@@ -252,8 +284,11 @@ class _Reader:
                 "ca_file",
                 "client_cert",
                 "client_key",
+                "client_key_passphrase_env",
                 "timeout_s",
                 "max_body_bytes",
+                "identity_header",
+                "headers",
             },
         )
         base_url = self.string(t, "target", "base_url", required=True)
@@ -266,6 +301,9 @@ class _Reader:
         max_body = self.integer(t, "target", "max_body_bytes", 4 * 1024 * 1024)
         if max_body <= 0:
             raise self.fail("target.max_body_bytes", "must be a positive integer")
+        identity_header = self.string(t, "target", "identity_header")
+        if identity_header is not None:
+            self.header_name("target.identity_header", identity_header)
         return TargetSettings(
             base_url=base_url.rstrip("/"),
             verify_tls=self.boolean(t, "target", "verify_tls", True),
@@ -274,6 +312,9 @@ class _Reader:
             client_key=self.existing_file(t, "target", "client_key"),
             timeout_s=timeout,
             max_body_bytes=max_body,
+            identity_header=identity_header,
+            headers=self.headers(t, "target"),
+            client_key_passphrase=self.passphrase(t, "target"),
         )
 
     def profile(self, t: dict[str, Any]) -> ProfileSettings:
@@ -363,6 +404,11 @@ class _Reader:
                     "ink_id",
                     "ink",
                     "ink_env",
+                    "identity",
+                    "headers",
+                    "client_cert",
+                    "client_key",
+                    "client_key_passphrase_env",
                 },
             )
             uri = self.string(entry, key, "uri", required=True)
@@ -376,9 +422,56 @@ class _Reader:
                     token=token,
                     trk=self.symmetric_key(source, key, "trk"),
                     ink=self.symmetric_key(source, key, "ink"),
+                    identity=self.string(entry, key, "identity"),
+                    headers=self.headers(entry, key),
+                    client_cert=self.existing_file(entry, key, "client_cert"),
+                    client_key=self.existing_file(entry, key, "client_key"),
+                    client_key_passphrase=self.passphrase(entry, key),
                 )
             )
         return tuple(users)
+
+    # -- authentication besides Bearer tokens ---------------------------------------
+
+    def headers(self, t: dict[str, Any], where: str) -> tuple[HeaderValue, ...]:
+        """``headers = { Name = "value", Other = { value_env = "VAR" } }``: a plain string
+        is sent as is; a table gives the value by ``value``, ``value_env`` or
+        ``value_command`` (as tokens are) and is a secret unless ``secret = false``."""
+        table = t.get("headers", {})
+        if not isinstance(table, dict):
+            raise self.fail(f"{where}.headers", "must be a table of header name = value")
+        found = []
+        for name, spec in table.items():
+            key = f"{where}.headers.{name}"
+            self.header_name(key, name)
+            if isinstance(spec, str):
+                found.append(HeaderValue(name, Secret(spec.encode("utf-8")), secret=False))
+                continue
+            if not isinstance(spec, dict):
+                raise self.fail(key, f"must be a string or a table, not {_kind(spec)}")
+            self.only(spec, key, {"value", "value_env", "value_command", "secret"})
+            value = self.secret_source(spec, key, "value")
+            if value is None:
+                raise self.fail(key, "give one of value, value_env, value_command")
+            secret = self.boolean(spec, key, "secret", True)
+            found.append(HeaderValue(name, Secret(value.strip().encode("utf-8")), secret))
+        return tuple(found)
+
+    def header_name(self, key: str, name: str) -> None:
+        if not _HEADER_NAME.match(name):
+            raise self.fail(key, f"{name!r} is not an HTTP header name")
+        if name.lower() in _OWN_HEADERS:
+            raise self.fail(key, f"{name} is set by the probe itself (tokens go in token)")
+
+    def passphrase(self, t: dict[str, Any], where: str) -> Secret | None:
+        var = self.string(t, where, "client_key_passphrase_env")
+        if var is None:
+            return None
+        if var not in self.env:
+            raise self.fail(
+                f"{where}.client_key_passphrase_env", f"environment variable {var} is not set"
+            )
+        return Secret(self.env[var].encode("utf-8"))
 
     def tokens(self, t: dict[str, Any]) -> NegativeTokens:
         names = ("expired", "wrong_scope", "malformed", "bad_signature")

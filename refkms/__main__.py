@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=0)
     serve.add_argument("--http", action="store_true", help="plain HTTP, for debugging")
     serve.add_argument("--profile", default=DEFAULT_PROFILE)
-    serve.add_argument("--fault", action="append", default=[], metavar="NAME")
+    serve.add_argument("--fault", nargs="+", action="extend", default=[], metavar="NAME")
     serve.add_argument("--config", metavar="FILE")
     serve.add_argument("--state", metavar="DIR")
     serve.add_argument("--users", type=int, default=0, metavar="N", help="also ue1..ueN")

@@ -27,6 +27,9 @@ HOOK_PROTECTION = "refkms.protection:protect_response"
 HOOK_ERRORS = "refkms.app:ReferenceKms.error_response"
 HOOK_TRANSPORT = "refkms.app:ReferenceKms._xml_response / _headers"
 
+_ENCRYPTED_MESSAGE: tuple[tuple[str, str | bool], ...] = (("encryption", "message"),)
+_ENCRYPTED_KEYS: tuple[tuple[str, str | bool], ...] = (("encryption", "keys"),)
+
 
 @dataclass(frozen=True)
 class Fault:
@@ -37,6 +40,12 @@ class Fault:
     reqs: tuple[str, ...]
     cases: tuple[str, ...]
     hook: str
+    # The protection policy (refkms/config.py [protection]) the reference KMS must run with
+    # for the fault's hook to act at all: `run --embedded-fault NAME` starts it so.
+    protection: tuple[tuple[str, str | bool], ...] = ()
+
+    def embedded_config(self) -> dict[str, dict[str, str | bool]]:
+        return {"protection": dict(self.protection)} if self.protection else {}
 
 
 FAULTS: tuple[Fault, ...] = (
@@ -374,6 +383,7 @@ FAULTS: tuple[Fault, ...] = (
         ("REQ-061", "REQ-125", "REQ-130"),
         ("SEC-ENC-KEY-001",),
         HOOK_PROTECTION,
+        _ENCRYPTED_MESSAGE,
     ),
     Fault(
         "enc-trkid-missing",
@@ -381,6 +391,7 @@ FAULTS: tuple[Fault, ...] = (
         ("REQ-061",),
         ("SEC-ENC-TRKID-001", "SEC-ENC-TRKID-002"),
         HOOK_PROTECTION,
+        _ENCRYPTED_MESSAGE,
     ),
     Fault(
         "enc-trkid-wrong",
@@ -388,6 +399,7 @@ FAULTS: tuple[Fault, ...] = (
         ("REQ-061", "REQ-126", "REQ-129"),
         ("SEC-ENC-TRKID-002", "SEC-ENC-TRKID-001"),
         HOOK_PROTECTION,
+        _ENCRYPTED_MESSAGE,
     ),
     Fault(
         "enc-keyinfo-differs",
@@ -395,6 +407,7 @@ FAULTS: tuple[Fault, ...] = (
         ("REQ-126",),
         ("SEC-ENC-KEYINFO-001",),
         HOOK_PROTECTION,
+        _ENCRYPTED_MESSAGE,
     ),
     Fault(
         "enc-type-element",
@@ -402,6 +415,7 @@ FAULTS: tuple[Fault, ...] = (
         ("REQ-124",),
         ("SEC-ENC-STRUCT-001", "SEC-ENC-STRUCT-002"),
         HOOK_PROTECTION,
+        _ENCRYPTED_MESSAGE,
     ),
     Fault(
         "enc-aes-cbc",
@@ -409,6 +423,7 @@ FAULTS: tuple[Fault, ...] = (
         ("REQ-125",),
         ("SEC-ENC-ALG-001",),
         HOOK_PROTECTION,
+        _ENCRYPTED_MESSAGE,
     ),
     Fault(
         "enc-gcm-tag-corrupted",
@@ -416,6 +431,7 @@ FAULTS: tuple[Fault, ...] = (
         ("REQ-125", "REQ-127"),
         ("SEC-ENC-TAG-001",),
         HOOK_PROTECTION,
+        _ENCRYPTED_MESSAGE,
     ),
     Fault(
         "enc-plaintext-invalid",
@@ -423,6 +439,7 @@ FAULTS: tuple[Fault, ...] = (
         ("REQ-127",),
         ("SEC-ENC-PLAINTEXT-001",),
         HOOK_PROTECTION,
+        _ENCRYPTED_MESSAGE,
     ),
     Fault(
         "keys-wrapped-wrong-key",
@@ -430,6 +447,7 @@ FAULTS: tuple[Fault, ...] = (
         ("REQ-128",),
         ("SEC-WRAP-KEY-001", "SEC-WRAP-KEY-002"),
         HOOK_PROTECTION,
+        _ENCRYPTED_KEYS,
     ),
     # Errors and access (D.1, D.2, RFC 6750)
     Fault(
@@ -538,12 +556,14 @@ WARNING_ONLY = frozenset(
         "auth-expired-token-accepted",
         "auth-no-token-accepted",
         "auth-wrong-scope-accepted",
+        "authz-other-users-keys-served",
         "cert-not-stable",
         "cert-revoked",
         "cert-role-external-in-init",
         "cert-validto-past",
         "certcache-cachenum-regresses",
         "certcache-partner-role-root",
+        "keys-wrapped-wrong-key",
         "keyset-revoked",
         "keyset-validity-wrong-period",
         "lookup-wrong-kms-uri",
@@ -552,6 +572,9 @@ WARNING_ONLY = frozenset(
         "period-off-by-one",
         "period-unix-epoch",
         "redirect-answered-with-kmsmessage",
+        "request-bad-signature-accepted",
+        "request-stale-time-accepted",
+        "request-useruri-not-checked",
         "sig-not-covering-message",
         "unknown-path-served",
     }
@@ -574,7 +597,16 @@ def get_fault(name: str) -> Fault:
 
 def catalogue_json() -> str:
     return json.dumps(
-        [{**asdict(fault), "detection": detection(fault)} for fault in FAULTS], indent=2
+        [
+            {
+                **asdict(fault),
+                "protection": dict(fault.protection),
+                "embedded_config": fault.embedded_config(),
+                "detection": detection(fault),
+            }
+            for fault in FAULTS
+        ],
+        indent=2,
     )
 
 

@@ -64,8 +64,24 @@ def target_description(domain: Domain, base_url: str, ca_file: Path | None) -> d
     }
 
 
+# What a vendor copying this file for another KMS may drop (issue 11 item 7).
+HEADER = """\
+# target.toml written by the reference KMS (kms-conformance serve) for itself: every PICS
+# it supports is claimed and every optional table is filled. A target file for another KMS
+# needs far less. Required: [target] base_url and one [[users]] entry (uri and a token, or
+# target.identity_header / a client certificate instead of the token). Optional, may be
+# dropped: [profile] (default release ts33180-r17); [pics] (a PICS left out is not claimed
+# and its cases are n/a); [pixit] (the cases that need an entry become n/a); [keys] (TrK/InK
+# of the UE: needed only for encrypted or signed responses); a second [[users]] entry
+# (authorization cases); [tokens] (negative-token cases); [clock]. Secrets may be given as
+# *_env or *_command instead of inline. `kms-conformance target --template` writes a
+# commented minimal file.
+
+"""
+
+
 def write_target(path: Path, description: dict[str, Any]) -> None:
-    write_atomically(path, dump_toml(description).encode("utf-8"))
+    write_atomically(path, (HEADER + dump_toml(description)).encode("utf-8"))
 
 
 def dump_toml(document: dict[str, Any]) -> str:

@@ -2,9 +2,13 @@
 
 Compliant runs: the reference KMS without faults must pass every applicable case in every
 profile and protection mode (encryption none / message / keys, signing on / off, with and
-without an InK). Fault runs: with each named fault on, every case the fault lists must
-fail (or warn, when every rule the fault breaks is a should or an inferred rule), no case
-may end in ``error``, and any other failing case must be explained in ``COLLATERAL``.
+without an InK). Fault runs: with each named fault on (in the protection mode the fault
+names, as ``run --embedded-fault`` starts it), every case the fault lists must catch it
+by its own rule: a violated (or, where every rule the fault breaks is a should or an
+inferred rule, warned) check whose REQ ids meet the fault's REQ ids. A case failing for
+another reason does not count. No case may end in ``error``, and any other failing case
+must be named in ``COLLATERAL`` with the reason. Each fault's row says which checks caught
+it.
 
 Everything goes over real HTTPS on loopback: the reference KMS runs in a thread of the
 test process, the harness talks to it through its probe, as a user's run does.
@@ -12,7 +16,6 @@ test process, the harness talks to it through its probe, as a user's run does.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +30,7 @@ from conformance.engine import Runner
 from conformance.profiles import get_profile
 from conformance.results import CaseResult
 from conformance.target import Target, load_target
-from conformance.verdicts import Outcome, Verdict, fold_checks
+from conformance.verdicts import CheckResult, Outcome, Verdict, fold_checks
 from refkms.config import config_from_mapping
 from refkms.domain import Domain
 from refkms.faults import FAULTS, WARNING_ONLY, ActiveFaults, Fault, detection
@@ -39,92 +42,216 @@ from refkms.target import target_description, write_target
 CATALOGUE = load_catalogue()
 BY_ID = {case.id: case for case in CATALOGUE}
 
-# The protection a fault needs to be observable at all (its hook acts on that protection).
-FAULT_CONFIG: dict[str, dict[str, Any]] = {
-    "enc-": {"protection": {"encryption": "message"}},
-    "keys-": {"protection": {"encryption": "keys"}},
-}
-
-# Cases that fail under a fault besides the ones it lists, and why that is right.
-# (A failure whose failed check judges one of the fault's own REQ ids needs no entry here.)
-_UNREADABLE = "the KmsMessage cannot be decrypted or parsed, so no case sees its content"
-COLLATERAL: dict[str, tuple[tuple[str, ...], str]] = {
-    "envelope-wrong-message-type": (
-        ("ENV-*",),
-        "every response carries the wrong message, so every case expecting one sees it",
-    ),
-    "envelope-wrong-namespace": (
-        ("ENV-*",),
-        "no response is a KmsResponse in the 3GPP namespace, so no case finds its message",
-    ),
-    "cert-missing-userkeyperiod": (
-        ("INIT-CERT-PERIOD-001",),
-        "without UserKeyPeriod the rule 0 <= UserKeyOffset < UserKeyPeriod cannot hold",
-    ),
-    "keyprov-time-ignored": (
-        ("KEYPROV-UID-DIFFER-*",),
-        "the next period's request gets the current period, so no two periods exist to compare",
-    ),
-    "period-unix-epoch": (
-        ("KEYPROV-TIME-*",),
-        "periods counted from 1970 put every requested time in the wrong period",
-    ),
-    "keyset-useruri-other-user": (
-        ("KEYPROV-UID-*", "KEYPROV-TIME-*"),
-        "the UID computed from the key set's (wrong) UserUri is not the one issued",
-    ),
-    "keyset-kmsuri-mismatch": (
-        ("KEYPROV-UID-*", "KEYPROV-TIME-*", "KEYPROV-PCT-*"),
-        "the UID computed from the key set's (wrong) KmsUri is not the one issued",
-    ),
-    "sig-id-wrong-key": (
-        ("SEC-SIG-*",),
-        "Signature-ID names the TrK, so the signature is checked with a key that did not make it",
-    ),
-    "sig-id-missing": (
-        ("SEC-CLAIMS-*",),
-        "with no Signature-ID and no TrK-ID there is no key-ID claim left to judge",
-    ),
-    "sig-hmac-truncated": (
-        ("SEC-SIG-*",),
-        "a 128-bit HMAC verifies under no accepted profile, so no signature case passes",
-    ),
-    "sig-value-corrupted": (
-        ("SEC-SIG-TRK-*",),
-        "a signature that verifies with neither key cannot show which key made it",
-    ),
-    "sig-trk-although-ink": (
-        ("SEC-SIG-ID-*",),
-        "a TrK signature names the TrK-ID, which is the wrong ID when an InK exists",
-    ),
-    "enc-wrong-key": (("SEC-*",), _UNREADABLE),
-    "enc-aes-cbc": (("SEC-*",), _UNREADABLE),
-    "enc-gcm-tag-corrupted": (("SEC-*",), _UNREADABLE),
-    "enc-plaintext-invalid": (("SEC-*",), _UNREADABLE),
-    "auth-no-token-accepted": (
-        ("ERR-AUTH-NOTOKEN-*", "ERR-CODE-*"),
-        "a tokenless request gets 200, so no 401 exists to carry the challenge or error code",
-    ),
-    "authz-other-users-keys-served": (
-        ("ERR-SHAPE-*",),
-        "the request meant to draw a KmsError is served, so no KmsError exists to judge",
-    ),
-    "request-stale-time-accepted": (
-        ("REQUEST-TIME-*",),
-        "a stale Time is accepted whatever else the request says",
-    ),
-    "request-bad-signature-accepted": (
-        ("REQUEST-SIG-*",),
-        "signatures are not checked at all, so every wrongly signed request is served",
-    ),
-    "unknown-path-served": (
-        ("ERR-CODE-*",),
-        "the unknown path meant to draw a 404 + KmsError is served with 200",
-    ),
-    "error-code-not-integer": (
-        ("ERR-SHAPE-*",),
-        "the non-integer ErrorCode also breaks the schema's ErrorType",
-    ),
+# Cases that fail under a fault besides the ones it lists, and why that is right: fault ->
+# {case id: reason}. Case ids only, no patterns, so that no excuse is wider than what it
+# excuses; a named case that no longer fails is an error too (the excuse went stale). A
+# failure whose failed check judges one of the fault's own REQ ids needs no entry here.
+_UNREADABLE = "the KmsMessage does not decrypt, so the case never sees the message it expects"
+_NO_KMS_RESPONSE = (
+    "no response is a KmsResponse in the 3GPP namespace: the expected message is missing"
+)
+_WRONG_MESSAGE = "every request is answered with the wrong message: the expected one is missing"
+_NEITHER_KEY = "a signature that verifies with neither key cannot show which key made it"
+_UID_OF_USERURI = (
+    "keyset.uid computes the UID from the key set's (wrong) UserUri, not the one issued"
+)
+_UID_OF_KMSURI = "keyset.uid computes the UID from the key set's (wrong) KmsUri, not the one issued"
+_TRK_ID_CLAIMED = (
+    "a TrK signature names the TrK-ID in Signature-ID: the wrong ID when an InK exists"
+)
+_NO_KEY_ID = "with no Signature-ID and no TrK-ID there is no key-ID claim left to judge"
+_NESTED_PLAINTEXT = "the plaintext is a nested KmsMessage, not the message this case expects"
+_PATH_SERVED = "the unknown path meant to draw a 404 + KmsError is served with 200"
+_NO_PERIOD = "without UserKeyPeriod the rule 0 <= UserKeyOffset < UserKeyPeriod cannot hold"
+_EPOCH_1970 = "periods counted from 1970 put the requested time in another period too"
+_ONE_PERIOD = "the next period's request gets the current period: no two periods to compare"
+_WRONG_KEY_NAMED = (
+    "Signature-ID names the TrK: the signature is checked with a key that did not make it"
+)
+_SHORT_HMAC = "a 128-bit HMAC verifies under no accepted profile, so no signature check passes"
+_NO_401 = "a tokenless request gets 200, so no 401 exists to carry the error code"
+_NOT_XSD_INTEGER = "the non-integer ErrorCode also breaks the schema's ErrorType (xsd:integer)"
+COLLATERAL: dict[str, dict[str, str]] = {
+    "envelope-wrong-namespace": {
+        "ENV-CHOICE-001": _NO_KMS_RESPONSE,
+        "ENV-CHOICE-002": _NO_KMS_RESPONSE,
+        "ENV-CRU-001": _NO_KMS_RESPONSE,
+        "ENV-CRU-002": _NO_KMS_RESPONSE,
+        "ENV-CRU-003": _NO_KMS_RESPONSE,
+        "ENV-KMSURI-001": _NO_KMS_RESPONSE,
+        "ENV-KMSURI-002": _NO_KMS_RESPONSE,
+        "ENV-MSGTYPE-001": _NO_KMS_RESPONSE,
+        "ENV-MSGTYPE-002": _NO_KMS_RESPONSE,
+        "ENV-MSGTYPE-003": _NO_KMS_RESPONSE,
+        "ENV-MSGTYPE-004": _NO_KMS_RESPONSE,
+        "ENV-ORDER-001": _NO_KMS_RESPONSE,
+        "ENV-ORDER-002": _NO_KMS_RESPONSE,
+        "ENV-SCHEMA-001": _NO_KMS_RESPONSE,
+        "ENV-SCHEMA-002": _NO_KMS_RESPONSE,
+        "ENV-SCHEMA-003": _NO_KMS_RESPONSE,
+        "ENV-SCHEMA-004": _NO_KMS_RESPONSE,
+        "ENV-SCHEMA-005": _NO_KMS_RESPONSE,
+        "ENV-TIME-001": _NO_KMS_RESPONSE,
+        "ENV-TIME-002": _NO_KMS_RESPONSE,
+        "ENV-USERURI-001": _NO_KMS_RESPONSE,
+        "ENV-USERURI-002": _NO_KMS_RESPONSE,
+        "ENV-USERURI-003": _NO_KMS_RESPONSE,
+        "ENV-VERSION-001": _NO_KMS_RESPONSE,
+        "ENV-VERSION-002": _NO_KMS_RESPONSE,
+    },
+    "envelope-wrong-message-type": {
+        "ENV-CHOICE-001": _WRONG_MESSAGE,
+        "ENV-CHOICE-002": _WRONG_MESSAGE,
+        "ENV-CRU-001": _WRONG_MESSAGE,
+        "ENV-CRU-002": _WRONG_MESSAGE,
+        "ENV-CRU-003": _WRONG_MESSAGE,
+        "ENV-KMSURI-001": _WRONG_MESSAGE,
+        "ENV-KMSURI-002": _WRONG_MESSAGE,
+        "ENV-NS-001": _WRONG_MESSAGE,
+        "ENV-NS-002": _WRONG_MESSAGE,
+        "ENV-ORDER-001": _WRONG_MESSAGE,
+        "ENV-ORDER-002": _WRONG_MESSAGE,
+        "ENV-SCHEMA-001": _WRONG_MESSAGE,
+        "ENV-SCHEMA-002": _WRONG_MESSAGE,
+        "ENV-SCHEMA-003": _WRONG_MESSAGE,
+        "ENV-SCHEMA-004": _WRONG_MESSAGE,
+        "ENV-SCHEMA-005": _WRONG_MESSAGE,
+        "ENV-TIME-001": _WRONG_MESSAGE,
+        "ENV-TIME-002": _WRONG_MESSAGE,
+        "ENV-USERURI-001": _WRONG_MESSAGE,
+        "ENV-USERURI-002": _WRONG_MESSAGE,
+        "ENV-USERURI-003": _WRONG_MESSAGE,
+        "ENV-VERSION-001": _WRONG_MESSAGE,
+        "ENV-VERSION-002": _WRONG_MESSAGE,
+    },
+    "cert-missing-userkeyperiod": {
+        "INIT-CERT-PERIOD-001": _NO_PERIOD,
+    },
+    "period-unix-epoch": {
+        "KEYPROV-TIME-001": _EPOCH_1970,
+        "KEYPROV-TIME-002": _EPOCH_1970,
+        "KEYPROV-TIME-003": _EPOCH_1970,
+    },
+    "keyprov-time-ignored": {
+        "KEYPROV-UID-DIFFER-002": _ONE_PERIOD,
+    },
+    "keyset-useruri-other-user": {
+        "KEYPROV-TIME-003": _UID_OF_USERURI,
+        "KEYPROV-UID-001": _UID_OF_USERURI,
+        "KEYPROV-UID-003": _UID_OF_USERURI,
+    },
+    "keyset-kmsuri-mismatch": {
+        "KEYPROV-PCT-001": _UID_OF_KMSURI,
+        "KEYPROV-TIME-003": _UID_OF_KMSURI,
+        "KEYPROV-UID-001": _UID_OF_KMSURI,
+        "KEYPROV-UID-003": _UID_OF_KMSURI,
+    },
+    "sig-trk-although-ink": {
+        "SEC-SIG-ID-001": _TRK_ID_CLAIMED,
+        "SEC-SIG-ID-002": _TRK_ID_CLAIMED,
+    },
+    "sig-id-wrong-key": {
+        "SEC-SIG-INK-001": _WRONG_KEY_NAMED,
+        "SEC-SIG-VALUE-002": _WRONG_KEY_NAMED,
+        "SEC-SIG-VALUE-003": _WRONG_KEY_NAMED,
+    },
+    "sig-id-missing": {
+        "SEC-CLAIMS-001": _NO_KEY_ID,
+    },
+    "sig-hmac-truncated": {
+        "SEC-SIG-INK-001": _SHORT_HMAC,
+        "SEC-SIG-TRK-001": _NEITHER_KEY,
+        "SEC-SIG-VALUE-001": _SHORT_HMAC,
+        "SEC-SIG-VALUE-002": _SHORT_HMAC,
+    },
+    "sig-value-corrupted": {
+        "SEC-SIG-TRK-001": _NEITHER_KEY,
+    },
+    "enc-wrong-key": {
+        "SEC-ENC-KEYINFO-001": _UNREADABLE,
+        "SEC-ENC-PLAINTEXT-001": _UNREADABLE,
+        "SEC-ENC-PLAINTEXT-002": _UNREADABLE,
+        "SEC-ENC-STRUCT-001": _UNREADABLE,
+        "SEC-ENC-STRUCT-002": _UNREADABLE,
+        "SEC-ENC-TRKID-001": _UNREADABLE,
+        "SEC-ENC-TRKID-002": _UNREADABLE,
+        "SEC-PROTECTION-001": _UNREADABLE,
+        "SEC-PROTECTION-002": _UNREADABLE,
+        "SEC-SIG-ALG-001": _UNREADABLE,
+        "SEC-SIG-ALG-002": _UNREADABLE,
+        "SEC-SIG-ID-002": _UNREADABLE,
+        "SEC-SIG-INK-001": _UNREADABLE,
+        "SEC-SIG-TRK-001": _UNREADABLE,
+        "SEC-SIG-VALUE-002": _UNREADABLE,
+        "SEC-SIG-VALUE-003": _UNREADABLE,
+    },
+    "enc-aes-cbc": {
+        "SEC-ENC-KEYINFO-001": _UNREADABLE,
+        "SEC-ENC-PLAINTEXT-001": _UNREADABLE,
+        "SEC-ENC-PLAINTEXT-002": _UNREADABLE,
+        "SEC-ENC-STRUCT-001": _UNREADABLE,
+        "SEC-ENC-STRUCT-002": _UNREADABLE,
+        "SEC-ENC-TRKID-001": _UNREADABLE,
+        "SEC-ENC-TRKID-002": _UNREADABLE,
+        "SEC-PROTECTION-001": _UNREADABLE,
+        "SEC-PROTECTION-002": _UNREADABLE,
+        "SEC-SIG-ALG-001": _UNREADABLE,
+        "SEC-SIG-ALG-002": _UNREADABLE,
+        "SEC-SIG-ID-001": _UNREADABLE,
+        "SEC-SIG-ID-002": _UNREADABLE,
+        "SEC-SIG-INK-001": _UNREADABLE,
+        "SEC-SIG-TRK-001": _UNREADABLE,
+        "SEC-SIG-VALUE-001": _UNREADABLE,
+        "SEC-SIG-VALUE-002": _UNREADABLE,
+        "SEC-SIG-VALUE-003": _UNREADABLE,
+    },
+    "enc-gcm-tag-corrupted": {
+        "SEC-ENC-KEYINFO-001": _UNREADABLE,
+        "SEC-ENC-STRUCT-001": _UNREADABLE,
+        "SEC-ENC-STRUCT-002": _UNREADABLE,
+        "SEC-ENC-TRKID-001": _UNREADABLE,
+        "SEC-ENC-TRKID-002": _UNREADABLE,
+        "SEC-PROTECTION-001": _UNREADABLE,
+        "SEC-PROTECTION-002": _UNREADABLE,
+        "SEC-SIG-ALG-001": _UNREADABLE,
+        "SEC-SIG-ALG-002": _UNREADABLE,
+        "SEC-SIG-ID-001": _UNREADABLE,
+        "SEC-SIG-ID-002": _UNREADABLE,
+        "SEC-SIG-INK-001": _UNREADABLE,
+        "SEC-SIG-TRK-001": _UNREADABLE,
+        "SEC-SIG-VALUE-001": _UNREADABLE,
+        "SEC-SIG-VALUE-002": _UNREADABLE,
+        "SEC-SIG-VALUE-003": _UNREADABLE,
+    },
+    "enc-plaintext-invalid": {
+        "SEC-ENC-ALG-001": _NESTED_PLAINTEXT,
+        "SEC-ENC-KEY-001": _NESTED_PLAINTEXT,
+        "SEC-ENC-KEYINFO-001": _NESTED_PLAINTEXT,
+        "SEC-ENC-STRUCT-001": _NESTED_PLAINTEXT,
+        "SEC-ENC-STRUCT-002": _NESTED_PLAINTEXT,
+        "SEC-ENC-TRKID-001": _NESTED_PLAINTEXT,
+        "SEC-ENC-TRKID-002": _NESTED_PLAINTEXT,
+        "SEC-PROTECTION-001": _NESTED_PLAINTEXT,
+        "SEC-PROTECTION-002": _NESTED_PLAINTEXT,
+        "SEC-SIG-ALG-001": _NESTED_PLAINTEXT,
+        "SEC-SIG-ALG-002": _NESTED_PLAINTEXT,
+        "SEC-SIG-ID-001": _NESTED_PLAINTEXT,
+        "SEC-SIG-ID-002": _NESTED_PLAINTEXT,
+        "SEC-SIG-INK-001": _NESTED_PLAINTEXT,
+        "SEC-SIG-TRK-001": _NESTED_PLAINTEXT,
+        "SEC-SIG-VALUE-001": _NESTED_PLAINTEXT,
+        "SEC-SIG-VALUE-002": _NESTED_PLAINTEXT,
+        "SEC-SIG-VALUE-003": _NESTED_PLAINTEXT,
+    },
+    "auth-no-token-accepted": {
+        "ERR-CODE-003": _NO_401,
+    },
+    "unknown-path-served": {
+        "ERR-CODE-001": _PATH_SERVED,
+    },
+    "error-code-not-integer": {
+        "ERR-SHAPE-002": _NOT_XSD_INTEGER,
+    },
 }
 
 MODES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -200,15 +327,23 @@ def test_warning_only_names_real_faults() -> None:
     assert {f.name for f in FAULTS} >= WARNING_ONLY
 
 
+def catching_checks(result: CaseResult, fault: Fault) -> list[CheckResult]:
+    """The checks of ``result`` that caught ``fault`` by its own rule: violated or warned,
+    with REQ ids meeting the fault's (an expectation carries its case's REQ ids)."""
+    rules = set(fault.reqs)
+    return [
+        c
+        for c in result.checks
+        if c.outcome in (Outcome.VIOLATION, Outcome.WARNING) and rules & set(c.reqs)
+    ]
+
+
 def _detected(result: CaseResult, fault: Fault) -> str | None:
-    """ "fail", "warning" (a should/inferred rule of the fault or case warned), or None."""
-    if result.verdict is Verdict.FAIL:
+    """ "fail" (a violated check of the fault's rule), "warning" (only warned), or None."""
+    caught = catching_checks(result, fault)
+    if any(c.outcome is Outcome.VIOLATION for c in caught):
         return "fail"
-    if result.verdict is not Verdict.PASS:
-        return None
-    rules = set(fault.reqs) | set(result.reqs)
-    warned = [c for c in result.checks if c.outcome is Outcome.WARNING and rules & set(c.reqs)]
-    return "warning" if warned else None
+    return "warning" if caught else None
 
 
 def _same_rule(result: CaseResult, fault: Fault) -> bool:
@@ -218,28 +353,34 @@ def _same_rule(result: CaseResult, fault: Fault) -> bool:
     return any(set(c.reqs) & set(fault.reqs) for c in failed if not c.name.startswith("expect."))
 
 
+def _caught_text(results: list[CaseResult], fault: Fault) -> str:
+    """ "CASE: check[REQ, ...] ..." for each listed case: which checks caught the fault."""
+    parts = []
+    for result in results:
+        checks = catching_checks(result, fault)
+        named = ", ".join(f"{c.name}[{','.join(c.reqs)}]" for c in checks) or "nothing"
+        parts.append(f"{result.id}: {named}")
+    return "; ".join(parts)
+
+
 def _table_row(
     fault: Fault,
+    detecting: list[CaseResult],
     undetected: list[CaseResult],
     how: dict[str, str | None],
     collateral: list[CaseResult],
-) -> None:
+) -> str:
     """One row of the detection table tests/conftest.py prints at the end of the run."""
-    folder = os.environ.get("KMS_FAULT_TABLE_DIR")
-    if not folder:
-        return
     state = "NO" if undetected else "yes"
     kinds = ",".join(sorted({h for h in how.values() if h})) or "-"
     lines = [f"{fault.name:40} {state:9} {kinds:13} {', '.join(fault.cases)}"]
+    lines.append(f"    caught by {_caught_text(detecting, fault)}")
     lines += [f"    unexplained {_describe(r)}" for r in collateral]
-    Path(folder, f"{fault.name}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def _config_for(fault: Fault) -> dict[str, Any]:
-    for prefix, config in FAULT_CONFIG.items():
-        if fault.name.startswith(prefix):
-            return config
-    return {}
+    text = "\n".join(lines) + "\n"
+    folder = os.environ.get("KMS_FAULT_TABLE_DIR")
+    if folder:
+        Path(folder, f"{fault.name}.txt").write_text(text, encoding="utf-8")
+    return text
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
@@ -247,21 +388,24 @@ def test_each_fault_is_detected_by_its_cases(fault: Fault, tmp_path: Path) -> No
     missing = [c for c in fault.cases if c not in BY_ID]
     assert not missing, f"{fault.name} lists cases that do not exist: {missing}"
     cases = _fault_cases(fault)
-    with served(tmp_path, "ts33180-r17", _config_for(fault), (fault.name,)) as target:
+    with served(tmp_path, "ts33180-r17", fault.embedded_config(), (fault.name,)) as target:
         results = run_cases(target, cases)
     detecting = [results[c] for c in fault.cases]
     how = {r.id: _detected(r, fault) for r in detecting}
     undetected = [r for r in detecting if how[r.id] is None]
     errors = [r for r in results.values() if r.verdict is Verdict.ERROR]
-    explained_globs, _why = COLLATERAL.get(fault.name, ((), ""))
-    collateral = [
-        r
+    explained = COLLATERAL.get(fault.name, {})
+    failing = {
+        r.id
         for r in results.values()
-        if r.id not in fault.cases
-        and r.verdict in (Verdict.FAIL, Verdict.INCONC)
-        and not _same_rule(r, fault)
-        and not any(fnmatch.fnmatchcase(r.id, g) for g in explained_globs)
+        if r.id not in fault.cases and r.verdict in (Verdict.FAIL, Verdict.INCONC)
+    }
+    collateral = [
+        results[c]
+        for c in sorted(failing)
+        if not _same_rule(results[c], fault) and c not in explained
     ]
+    stale = sorted(c for c in explained if c not in failing)
     fired = {
         c.name
         for r in results.values()
@@ -269,7 +413,7 @@ def test_each_fault_is_detected_by_its_cases(fault: Fault, tmp_path: Path) -> No
         if c.outcome in (Outcome.VIOLATION, Outcome.WARNING)
     }
     claimed = {check for check, name in FAULT_PROOFS.items() if name == fault.name}
-    _table_row(fault, undetected, how, collateral)
+    print("\n" + _table_row(fault, detecting, undetected, how, collateral))
     assert claimed <= fired, f"{fault.name} was to prove {sorted(claimed - fired)} can fail"
     kinds = {how[r.id] for r in detecting}
     if detection(fault) == "fail":
@@ -282,6 +426,7 @@ def test_each_fault_is_detected_by_its_cases(fault: Fault, tmp_path: Path) -> No
     assert all(v is Verdict.FAIL for v in strict.values()), f"{fault.name}: {strict}"
     assert not undetected, f"{fault.name} not detected:\n" + "\n".join(map(_describe, undetected))
     assert not errors, f"{fault.name}: cases ended in error:\n" + "\n".join(map(_describe, errors))
+    assert not stale, f"{fault.name}: COLLATERAL names cases that do not fail: {stale}"
     assert not collateral, (
         f"{fault.name}: unexplained failures (add to COLLATERAL with the reason, or fix):\n"
         + "\n".join(map(_describe, collateral))

@@ -84,6 +84,15 @@ class CheckContext:
     history: list[Any] = field(default_factory=list)
 
 
+def own_kms_uri(ctx: CheckContext) -> str | None:
+    """The KMS URI of the KMS under test: the Root certificate's, else the one the user
+    gave (``check --kms-uri``)."""
+    if ctx.init_certificate is not None and ctx.init_certificate.kms_uri:
+        return ctx.init_certificate.kms_uri
+    given = ctx.params.get("kms_uri")
+    return given if isinstance(given, str) and given else None
+
+
 CheckFunction = Callable[[CheckContext], Finding]
 
 

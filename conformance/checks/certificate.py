@@ -17,6 +17,7 @@ from conformance.checks.base import (
     first_violation,
     message_content,
     ok,
+    own_kms_uri,
     shorten,
     skipped,
     violation,
@@ -217,7 +218,9 @@ def role_external(ctx: CheckContext) -> Finding:
     cache = message_content(ctx, KmsCertCache)
     if cache is None or not cache.certificates:
         return skipped("no cached certificate")
-    own = ctx.init_certificate.kms_uri if ctx.init_certificate else None
+    # The KMS's own certificate may sit in its cache with Role Root: without the init
+    # response, the KmsUri the response itself names is the one that is not a partner.
+    own = own_kms_uri(ctx) or (ctx.raw.get("KmsUri") if ctx.raw else None)
     for cert in cache.certificates:
         if cert.kms_uri != own and cert.role not in (None, "External"):
             return violation(

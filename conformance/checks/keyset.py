@@ -21,13 +21,22 @@ from conformance.checks.base import (
     first_violation,
     message_content,
     ok,
+    own_kms_uri,
     shorten,
     skipped,
     violation,
 )
 from conformance.checks.values import hex_octets, parse_datetime, parse_int
 from conformance.crypto import CryptoError, eccsi, periods, sakke, uid
-from conformance.model import KEY_ELEMENTS, KMS_NS, KmsKeyProv, KmsKeySet
+from conformance.model import (
+    KEY_ELEMENTS,
+    KMS_NS,
+    XSI_NS,
+    KeyContent,
+    KmsKeyProv,
+    KmsKeySet,
+    QName,
+)
 from conformance.verdicts import Strength
 
 MANDATORY_FIELDS = ("KmsUri", "UserUri", "UserID", "KeyPeriodNo")
@@ -83,9 +92,9 @@ def versions(ctx: CheckContext) -> Finding:
 @check("keyset.kms-uri", reqs=("REQ-093",), clause="D.3.3.2")
 def kms_uri_matches_certificate(ctx: CheckContext) -> Finding:
     """Key-set KmsUri equals the KmsUri of the Root certificate."""
-    cert_uri = ctx.init_certificate.kms_uri if ctx.init_certificate else None
+    cert_uri = own_kms_uri(ctx)
     if cert_uri is None:
-        return skipped("no Root certificate from KMS Initialize to compare with")
+        return skipped("no Root certificate from KMS Initialize (nor --kms-uri) to compare with")
     return _each_field_equals(ctx, "KmsUri", cert_uri)
 
 
@@ -118,6 +127,9 @@ def key_period_current(ctx: CheckContext) -> Finding:
     """A plain keyprov provisions the key period of the request time (+-1 near a boundary)."""
     if ctx.request_instant is None:
         return skipped("no request time recorded")
+    if ctx.requested_ntp is not None:
+        # keyprov/<URI>/<NTP time> asks for the period of that time, not the current one.
+        return skipped("the request named a time: judged by keyset.key-period-requested")
     parameters = _period_parameters(ctx)
     if isinstance(parameters, Finding):
         return parameters
@@ -216,13 +228,36 @@ def key_xsi_type(ctx: CheckContext) -> Finding:
                     return f"{name} has no xsi:type (the schema type is abstract)"
                 continue
             if declared.local not in KEY_CONTENT_TYPES or declared.namespace != _namespace(ctx):
-                return f"{name} has xsi:type {declared}, not KeyContentType or EncKeyContentType"
+                return _xsi_type_mismatch(name, content, declared, _namespace(ctx))
             wants_encrypted = content.encrypted_key is not None
             if (declared.local == "EncKeyContentType") != wants_encrypted:
                 return f"{name} xsi:type {declared.local} does not match its content"
         return None
 
     return _each(ctx, rule, "key elements typed with xsi:type")
+
+
+def _xsi_type_mismatch(name: str, content: KeyContent, declared: QName, namespace: str) -> str:
+    """Why an xsi:type is not the schema's: its resolved QName and the binding that made it."""
+    written = (content.attr(f"{{{XSI_NS}}}type") or "").strip()
+    prefix, _, _local = written.rpartition(":")
+    if prefix:
+        binding = f"prefix {prefix!r} is bound to {_ns_text(declared.namespace)} on this element"
+    else:
+        binding = f"the default namespace is {_ns_text(declared.namespace)} on this element"
+    wanted = " or ".join(f"{{{namespace}}}{t}" for t in KEY_CONTENT_TYPES)
+    return (
+        f"{name} has xsi:type {written!r}, which resolves to {_qname_text(declared)} "
+        f"({binding}), not {wanted}"
+    )
+
+
+def _ns_text(namespace: str | None) -> str:
+    return namespace if namespace else "none (no namespace)"
+
+
+def _qname_text(qname: QName) -> str:
+    return f"{{{qname.namespace}}}{qname.local}" if qname.namespace else f"{{}}{qname.local}"
 
 
 @check("keyset.ssk-pvt-format", reqs=("REQ-099",), clause="RFC 6507 4.2, 5.1.1")

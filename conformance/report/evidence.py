@@ -5,7 +5,8 @@ headers, blank line, body), ``request.body``, ``response.txt`` (status line, hea
 or the transport error), ``response.body`` and, when the KmsMessage was decrypted,
 ``plaintext.xml``. Beside them: ``case.json`` (verdict, checks, what each step sent) and
 ``repro.sh``, one curl per step that repeats the case with secrets taken from the
-environment (``KMS_TOKEN``...) instead of the redacted values.
+environment (``KMS_TOKEN``..., ``KMS_HEADER_<NAME>`` for a secret header) instead of the
+redacted values.
 
 A run writes each case's evidence as the case ends (``spill_case``, in whichever process
 ran it) and keeps only digests, sizes and short redacted excerpts of its bodies in memory,
@@ -409,7 +410,14 @@ def _curl_lines(name: str, request: RecordedRequest, redactor: Redactor) -> list
         if header.lower() == "authorization":
             args.append(_authorization_arg(value, request.token_variant))
             continue
-        args.append(f"-H {shlex.quote(redactor.text(f'{header}: {value}'))}")
+        line = redactor.text(f"{header}: {value}")
+        if line != f"{header}: {value}":
+            # A secret header value (target file headers = {..., secret}): from the
+            # environment, like the token, never the redaction marker.
+            var = "KMS_HEADER_" + re.sub(r"[^A-Z0-9]", "_", header.upper())
+            args.append(f'-H "{header}: ${{{var}:?set {var}}}"')
+            continue
+        args.append(f"-H {shlex.quote(line)}")
     if request.body or request.method.upper() not in {"GET", "HEAD"}:
         args.append(f"--data-binary @{shlex.quote(f'{name}/request.body')}")
     args.append(f'"${{KMS_ORIGIN{default}}}"{shlex.quote(redactor.text(rest))}')
