@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
@@ -19,6 +19,7 @@ import httpx
 
 from conformance.cases import Case, Step, missing_need, pics_applies, pics_values
 from conformance.checks import CheckContext, HarnessError, HttpFacts, run_check
+from conformance.checks.state import PREVIOUS
 from conformance.checks.values import parse_datetime
 from conformance.exchange import Exchange
 from conformance.model import (
@@ -32,6 +33,7 @@ from conformance.profiles import Profile
 from conformance.protection import unprotect
 from conformance.results import CaseResult, SecretValue, StepRecord
 from conformance.target import Target, User
+from conformance.uestate import UeKeyStore, UnboundValue, with_delivered_signing_key
 from conformance.verdicts import CheckResult, Outcome, Strength, Verdict, fold_checks, worse
 from conformance.xmlsafe import XmlRejected, parse_xml
 
@@ -113,7 +115,7 @@ class Runner:
             description=case.purpose,
         )
         try:
-            self._run(case, result, sender or self.probe.send)
+            self._run(case, result, sender or self.probe.send, live=sender is None)
         except HarnessError as exc:
             result.verdict, result.reason = Verdict.ERROR, f"harness error: {exc}"
         except Exception as exc:  # a harness bug: the case says so, the run goes on
@@ -122,7 +124,7 @@ class Runner:
         result.duration_s = time.monotonic() - started
         return result
 
-    def _run(self, case: Case, result: CaseResult, send: Sender) -> None:
+    def _run(self, case: Case, result: CaseResult, send: Sender, *, live: bool) -> None:
         if not pics_applies(case.pics, pics_values(self.target)):
             result.verdict = Verdict.NA
             result.reason = f"PICS: the target does not claim {case.pics}"
@@ -134,7 +136,20 @@ class Runner:
                 return
         history: list[StepView] = []
         named_results: list[CheckResult] = []
+        store = UeKeyStore(self.target)
+        result.secrets = store.secrets
         for step in case.steps:
+            try:
+                spec = store.resolve(step.spec)
+            except LookupError as exc:
+                result.verdict, result.reason = Verdict.NA, f"PIXIT: needs {exc}"
+                return
+            except UnboundValue as exc:
+                result.verdict, result.reason = Verdict.INCONC, f"{step.label}: {exc}"
+                return
+            step = replace(step, spec=spec)
+            if live:
+                self.probe.hold(store.held_users())
             try:
                 exchange = send(step.spec, step.label)
             except MissingInput as exc:
@@ -143,6 +158,9 @@ class Runner:
             except PreconditionFailed as exc:
                 result.verdict, result.reason = Verdict.INCONC, f"precondition failed: {exc}"
                 return
+            finally:
+                if live:
+                    self.probe.hold(None)
             record = StepRecord(step.label, exchange)
             result.steps.append(record)
             if exchange.error is not None and step.spec.get("scheme", "https") != "http":
@@ -154,16 +172,27 @@ class Runner:
                 result.verdict = verdict
                 result.reason = f"{step.label}: {exchange.error}"
                 return
-            user = self._user(step)
+            number = int(step.spec.get("user", 1))
+            user = store.user(number)
             parsed = self._parse(exchange.body, user) if exchange.body else _Parsed()
+            user = self._delivering_user(parsed, user, exchange.body)
             record.plaintext = parsed.plaintext
             context = self._context(step, exchange, parsed, user, history)
+            context.params[PREVIOUS] = store.previous(number)
             record.checks.extend(self._expectations(case, step, exchange, parsed))
             for name in step.checks:
                 check_result = run_check(name, context)
                 record.checks.append(check_result)
                 named_results.append(check_result)
             result.checks.extend(record.checks)
+            keys = store.after_step(
+                step.label, number, parsed.plain, parsed.protection, self.profile
+            )
+            record.ue_keys = keys.as_dict()
+            missing = [k for k in step.delivers if not store.delivered(step.label, k)]
+            if missing:
+                self._not_delivered(case, result, step, missing, keys.notes)
+                return
             history.append(
                 StepView(
                     step.label,
@@ -175,6 +204,41 @@ class Runner:
                 )
             )
         self._verdict(case, result, named_results)
+
+    def _not_delivered(
+        self, case: Case, result: CaseResult, step: Step, missing: list[str], notes: list[str]
+    ) -> None:
+        """A step the later steps need a new key from delivered none the UE could adopt:
+        the KMS may deliver (D.3.1), so that alone is inconc; a violation seen is a fail."""
+        self._verdict(case, result, [])
+        if result.verdict in (Verdict.FAIL, Verdict.ERROR):
+            return
+        names = " and ".join(f"New{'TransportKey' if k == 'trk' else 'IntegrityKey'}"
+                             for k in missing)
+        why = f" ({notes[0]})" if notes else ""
+        result.verdict = worse(result.verdict, Verdict.INCONC)
+        result.reason = (
+            f"{step.label}: no {names} the UE could adopt{why}; the KMS may deliver one "
+            "(D.3.1), and the later steps of the case need it"
+        )
+
+    def _delivering_user(
+        self, parsed: _Parsed, user: User | None, body: bytes
+    ) -> User | None:
+        """Profile ``delivering_response_keys = "delivered"``: judge the response that
+        delivers an InK with that InK (conformance/uestate.py)."""
+        if user is None or self.profile.delivering_response_keys != "delivered" or not body:
+            return user
+        delivered = with_delivered_signing_key(user, parsed.plain, parsed.protection)
+        if delivered is None:
+            return user
+        again = self._parse(body, delivered)
+        parsed.plain, parsed.protection, parsed.plaintext = (
+            again.plain,
+            again.protection,
+            again.plaintext,
+        )
+        return delivered
 
     def _verdict(self, case: Case, result: CaseResult, named: list[CheckResult]) -> None:
         verdict = fold_checks(result.checks, strict=self.strict)
@@ -198,10 +262,6 @@ class Runner:
         result.reason = f"warning: {warnings[0].name}: {warnings[0].message}" if warnings else ""
 
     # -- pieces ---------------------------------------------------------------------------
-
-    def _user(self, step: Step) -> User | None:
-        index = int(step.spec.get("user", 1)) - 1
-        return self.target.users[index] if 0 <= index < len(self.target.users) else None
 
     def _parse(self, body: bytes, user: User | None) -> _Parsed:
         parsed = _Parsed()

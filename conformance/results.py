@@ -32,6 +32,8 @@ class StepRecord:
     exchange: Exchange
     plaintext: bytes | None = None
     checks: list[CheckResult] = field(default_factory=list)
+    # The UE's keys around the step (conformance/uestate.py): IDs and fingerprints only.
+    ue_keys: dict[str, Any] | None = None
 
 
 @dataclass
@@ -49,6 +51,8 @@ class CaseResult:
     checks: list[CheckResult] = field(default_factory=list)  # all steps, in order
     duration_s: float = 0.0
     description: str = ""  # what the case sends and expects (from the catalogue)
+    # Secrets the case learnt (keys a response delivered), for the redactor: never written.
+    secrets: list[SecretValue] = field(default_factory=list, repr=False)
 
     @property
     def warnings(self) -> int:
@@ -109,9 +113,12 @@ def case_to_wire(case: CaseResult) -> dict[str, Any]:
                 "exchange": _exchange_to_wire(s.exchange),
                 "plaintext": _b64(s.plaintext),
                 "checks": [_check_to_wire(c) for c in s.checks],
+                "ue_keys": s.ue_keys,
             }
             for s in case.steps
         ],
+        # Keys delivered during the case: the controller's redactor needs their values.
+        "secrets": [{"label": x.label, "value": _b64(x.value)} for x in case.secrets],
     }
 
 
@@ -135,8 +142,12 @@ def case_from_wire(data: dict[str, Any]) -> CaseResult:
                 exchange=_exchange_from_wire(s["exchange"]),
                 plaintext=_unb64(s["plaintext"]),
                 checks=[_check_from_wire(c) for c in s["checks"]],
+                ue_keys=s.get("ue_keys"),
             )
             for s in data["steps"]
+        ],
+        secrets=[
+            SecretValue(x["label"], _unb64(x["value"]) or b"") for x in data.get("secrets", ())
         ],
     )
 

@@ -24,6 +24,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--fault", action="append", default=[], metavar="NAME")
     serve.add_argument("--config", metavar="FILE")
     serve.add_argument("--state", metavar="DIR")
+    serve.add_argument(
+        "--rotate",
+        metavar="KEYS",
+        help="deliver new keys in init and keyprov: trk, ink or trk,ink (refkms.rotation)",
+    )
     faults = sub.add_parser("faults", help="list the fault catalogue")
     faults.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -35,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     # Imported here so that "faults" answers without loading the crypto layer.
-    from refkms.config import ConfigError, load_config
+    from refkms.config import ConfigError, load_config, with_rotation
     from refkms.domain import Domain
     from refkms.server import run_forever
     from refkms.state import StateDir
@@ -49,6 +54,11 @@ def _serve(args: argparse.Namespace) -> int:
         config = load_config(Path(args.config) if args.config else None)
     except ConfigError as exc:
         return _usage(f"bad configuration: {exc}")
+    if args.rotate:
+        keys = {k.strip() for k in args.rotate.split(",") if k.strip()}
+        if not keys or not keys <= {"trk", "ink"}:
+            return _usage(f"--rotate {args.rotate!r}: give trk, ink or trk,ink")
+        config = with_rotation(config, trk="trk" in keys, ink="ink" in keys)
     state_path = Path(args.state) if args.state else Path(tempfile.mkdtemp(prefix="refkms-"))
     print(f"refkms: state directory {state_path.resolve()}", flush=True)
     state = StateDir(state_path)

@@ -29,6 +29,7 @@ from conformance.crypto.periods import decode_ntp_time
 from refkms import messages
 from refkms.domain import Certificate, Domain, User
 from refkms.messages import Envelope
+from refkms.rotation import KeyChain, UnknownKeyId, signing_key_id
 from refkms.protection import Protection, key_wrapper, new_key_elements, protect_response
 from refkms.requests import KmsRequest, RequestContext, RequestRefused, check_request, read_request
 from refkms.tokens import TokenRejected
@@ -125,6 +126,9 @@ class ReferenceKms:
     def __init__(self, domain: Domain) -> None:
         self.domain = domain
         self.faults = domain.faults
+        self.key_chains = {
+            uri: KeyChain(user, domain.rotation_seeds[uri]) for uri, user in domain.users.items()
+        }
 
     async def endpoint(self, request: Request) -> Response:
         exchange = Exchange("", (), _client_req_url(request), _raw_path(request))
@@ -165,11 +169,30 @@ class ReferenceKms:
         exchange.user = self.authorize(request.headers.get("authorization"))
         try:
             exchange.body = read_request(body)
+            generations = self.held_generations(exchange.user, exchange.body)
+            held = self.key_chains[exchange.user.uri].holding(*generations)
             if exchange.body is not None:
-                check_request(exchange.body, self._request_context(exchange.user, exchange.path))
+                check_request(exchange.body, self._request_context(held, exchange.path))
         except RequestRefused as refused:
             raise KmsFailure(refused.status, refused.message) from None
+        exchange.user = self.key_chains[held.uri].faulted(held, *generations, self.faults)
         return self.respond(exchange)
+
+    def held_generations(self, user: User, body: KmsRequest | None) -> tuple[int, int]:
+        """The TrK and InK generations the UE holds, as its request names them (a request
+        naming none holds the provisioned keys; refkms.rotation)."""
+        chain = self.key_chains[user.uri]
+        if body is None:
+            return 0, 0
+        try:
+            trk = chain.trk_generation(body.trk_id) if body.trk_id is not None else 0
+        except UnknownKeyId as exc:
+            raise RequestRefused(400, str(exc)) from None
+        signer = body.signature_id
+        if signer is None and body.signature is not None:
+            signer = signing_key_id(body.signature)
+        ink = chain.ink_generation(signer) if signer is not None else None
+        return trk, ink or 0
 
     def authorize(self, authorization: str | None) -> User:
         domain = self.domain
@@ -228,7 +251,7 @@ class ReferenceKms:
             self.faults.on("authz-other-users-keys-served") and user_uri in domain.users
         ):
             raise KmsFailure(403, "a user may not obtain another identity's key material")
-        period_no = domain.issuer.current_period_no(domain.clock())
+        period_no = current = domain.issuer.current_period_no(domain.clock())
         if len(exchange.args) == 2 and not self.faults.on("keyprov-time-ignored"):
             try:
                 ntp = decode_ntp_time(exchange.args[1])
@@ -238,6 +261,9 @@ class ReferenceKms:
         if period_no < 0:
             raise KmsFailure(400, "the requested time lies before the first key period")
         key_set = domain.issuer.key_set(user_uri, period_no)
+        if period_no != current and self.faults.on("period-other-numbered-current"):
+            # The keys of the requested period, numbered as the current one.
+            key_set = replace(key_set, period_no=current)
         protection = self._protection(user)
         element = messages.kms_key_set(
             key_set,

@@ -69,6 +69,8 @@ class Domain:
             for p in config.partners
         )
         self.users = _users(config, secrets)
+        # Seeds of the TrK/InK generations a rotation delivers (refkms.rotation).
+        self.rotation_seeds = {uri: keys.next_trk for uri, keys in secrets.users.items()}
         self.lookup = dict(config.lookup)
         self.issuer = KeyIssuer(
             kms_uri=config.kms_uri,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 HOOK_ROUTING = "refkms.app:ReferenceKms.dispatch / check_method"
 HOOK_ACCESS = "refkms.app:ReferenceKms.authorize / keyprov, refkms.tokens:TokenAuthority.verify"
@@ -26,6 +27,7 @@ HOOK_KEYSET = "refkms.messages:kms_key_set"
 HOOK_PROTECTION = "refkms.protection:protect_response"
 HOOK_ERRORS = "refkms.app:ReferenceKms.error_response"
 HOOK_TRANSPORT = "refkms.app:ReferenceKms._xml_response / _headers"
+HOOK_ROTATION = "refkms.rotation:KeyChain.faulted, refkms.protection (delivery)"
 
 
 @dataclass(frozen=True)
@@ -279,7 +281,7 @@ FAULTS: tuple[Fault, ...] = (
         "rsk-changes-between-calls",
         "every second keyprov issues the RSK under a stale master secret",
         ("REQ-104", "REQ-102"),
-        ("KEYPROV-RSK-STABLE-001",),
+        ("KEYPROV-RSK-STABLE-001", "ROT-PERIOD-002"),
         HOOK_KEYS,
     ),
     Fault(
@@ -523,9 +525,77 @@ FAULTS: tuple[Fault, ...] = (
         ("TRANSPORT-CTYPE-001", "TRANSPORT-CTYPE-002"),
         HOOK_TRANSPORT,
     ),
+    # Stateful UE scenarios: TrK/InK rotation and key periods (issue 12)
+    Fault(
+        "rotation-old-trk-used",
+        "after a TrK rotation the KMS keeps encrypting with the old TrK (under the new TrK-ID)",
+        ("REQ-125", "REQ-061"),
+        ("ROT-TRK-001", "ROT-BOTH-001"),
+        HOOK_ROTATION,
+    ),
+    Fault(
+        "rotation-new-trk-protects-delivery",
+        "the response delivering a new TrK is already encrypted with that new TrK",
+        ("REQ-125", "REQ-081"),
+        ("ROT-TRK-001", "ROT-TRK-002"),
+        HOOK_ROTATION,
+    ),
+    Fault(
+        "rotation-trk-id-names-old",
+        "after a TrK rotation, TrK-ID (and KeyName) still name the old TrK",
+        ("REQ-061", "REQ-126"),
+        ("ROT-TRK-001", "ROT-BOTH-001"),
+        HOOK_ROTATION,
+    ),
+    Fault(
+        "rotation-trk-signature-after-ink",
+        "after an InK was delivered (and is used by the UE) the KMS signs with the TrK",
+        ("REQ-063", "REQ-062"),
+        ("ROT-INK-001", "ROT-INK-002", "ROT-BOTH-001"),
+        HOOK_ROTATION,
+    ),
+    Fault(
+        "rotation-delivered-key-wrong-kek",
+        "NewTransportKey/NewIntegrityKey are wrapped under the next TrK, not the UE's current one",
+        ("REQ-081", "REQ-108"),
+        ("ROT-TRK-001", "ROT-INK-001", "ROT-BOTH-001"),
+        HOOK_ROTATION,
+    ),
+    Fault(
+        "rsk-same-across-periods",
+        "the RSK of the first key period requested is served for every period",
+        ("REQ-104", "REQ-102"),
+        ("ROT-PERIOD-001",),
+        HOOK_KEYS,
+    ),
+    Fault(
+        "period-other-numbered-current",
+        "the key set of another period than the current carries the current KeyPeriodNo",
+        ("REQ-096", "REQ-097"),
+        ("ROT-PERIOD-001",),
+        HOOK_RESOURCES,
+    ),
 )
 
 _BY_NAME = {fault.name: fault for fault in FAULTS}
+
+_ROTATE_TRK = {"encryption": "message", "rotate_trk": True}
+# The refkms configuration (config.py mapping) a fault needs to be observable at all: the
+# embedded KMS of ``run --embedded-fault NAME`` and the fault matrix serve it in this mode.
+EMBEDDED_CONFIG: dict[str, dict[str, Any]] = {
+    "rotation-old-trk-used": {"protection": {**_ROTATE_TRK, "rotate_ink": True}},
+    "rotation-new-trk-protects-delivery": {"protection": _ROTATE_TRK},
+    "rotation-trk-id-names-old": {"protection": {**_ROTATE_TRK, "rotate_ink": True}},
+    "rotation-trk-signature-after-ink": {
+        "protection": {**_ROTATE_TRK, "rotate_ink": True, "signing": True}
+    },
+    "rotation-delivered-key-wrong-kek": {"protection": {**_ROTATE_TRK, "rotate_ink": True}},
+}
+
+
+def embedded_config(name: str) -> dict[str, Any]:
+    """The refkms configuration fault ``name`` needs ({} for the default one)."""
+    return EMBEDDED_CONFIG.get(name, {})
 
 
 # Faults that break only should-strength or inferred rules: DESIGN.md section 3 makes

@@ -45,6 +45,9 @@ def target_description(domain: Domain, base_url: str, ca_file: Path | None) -> d
             "request_signing": True,
             "certcache_incremental": True,
             "tk_ik_delivery": policy.rotate_trk or policy.rotate_ink,
+            "trk_rotation": policy.rotate_trk,
+            "ink_rotation": policy.rotate_ink,
+            "kms_cert_rotation": False,
         },
         "pixit": {
             "kms_uri": config.kms_uri,

@@ -51,6 +51,7 @@ def redactor_for_run(run: RunResult) -> Redactor:
     new TrK/InK material found in its bodies, so check messages quoting them are covered."""
     found: list[SecretValue] = []
     for case in run.cases:
+        found.extend(case.secrets)
         for step in case.steps:
             for body in (step.exchange.body, step.exchange.request.body, step.plaintext or b""):
                 found.extend(key_material(body))
