@@ -7,8 +7,15 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from refkms.faults import ActiveFaults, catalogue_json, catalogue_text, fault_names
+from refkms.faults import (
+    ActiveFaults,
+    catalogue_json,
+    catalogue_text,
+    embedded_config,
+    fault_names,
+)
 from refkms.profiles import DEFAULT_PROFILE, PROFILES
 
 EXIT_USAGE = 2
@@ -40,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     # Imported here so that "faults" answers without loading the crypto layer.
-    from refkms.config import ConfigError, load_config, with_rotation
+    from refkms.config import ConfigError, config_from_mapping, load_config, with_rotation
     from refkms.domain import Domain
     from refkms.server import run_forever
     from refkms.state import StateDir
@@ -52,6 +59,10 @@ def _serve(args: argparse.Namespace) -> int:
         return _usage(f"unknown profile {args.profile!r}; known profiles: {', '.join(PROFILES)}")
     try:
         config = load_config(Path(args.config) if args.config else None)
+        if not args.config and fault_config(args.fault):
+            # A fault observable only in some mode (e.g. rotation on) gets that mode.
+            config = config_from_mapping(fault_config(args.fault))
+            print(f"refkms: configuration for the faults: {fault_config(args.fault)}", flush=True)
     except ConfigError as exc:
         return _usage(f"bad configuration: {exc}")
     if args.rotate:
@@ -64,6 +75,18 @@ def _serve(args: argparse.Namespace) -> int:
     state = StateDir(state_path)
     domain = Domain(config, PROFILES[args.profile], ActiveFaults(args.fault), state)
     return run_forever(domain, state, args.port, use_tls=not args.http)
+
+
+def fault_config(names: Sequence[str]) -> dict[str, Any]:
+    """The configuration the named faults need, merged table by table."""
+    merged: dict[str, Any] = {}
+    for name in names:
+        for key, value in embedded_config(name).items():
+            if isinstance(value, dict):
+                merged[key] = {**merged.get(key, {}), **value}
+            else:
+                merged[key] = value
+    return merged
 
 
 def _usage(message: str) -> int:

@@ -530,7 +530,7 @@ FAULTS: tuple[Fault, ...] = (
         "rotation-old-trk-used",
         "after a TrK rotation the KMS keeps encrypting with the old TrK (under the new TrK-ID)",
         ("REQ-125", "REQ-061"),
-        ("ROT-TRK-001", "ROT-BOTH-001"),
+        ("ROT-TRK-001",),
         HOOK_ROTATION,
     ),
     Fault(
@@ -583,7 +583,7 @@ _ROTATE_TRK = {"encryption": "message", "rotate_trk": True}
 # The refkms configuration (config.py mapping) a fault needs to be observable at all: the
 # embedded KMS of ``run --embedded-fault NAME`` and the fault matrix serve it in this mode.
 EMBEDDED_CONFIG: dict[str, dict[str, Any]] = {
-    "rotation-old-trk-used": {"protection": {**_ROTATE_TRK, "rotate_ink": True}},
+    "rotation-old-trk-used": {"protection": _ROTATE_TRK},
     "rotation-new-trk-protects-delivery": {"protection": _ROTATE_TRK},
     "rotation-trk-id-names-old": {"protection": {**_ROTATE_TRK, "rotate_ink": True}},
     "rotation-trk-signature-after-ink": {

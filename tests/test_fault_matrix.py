@@ -30,7 +30,7 @@ from conformance.target import Target, load_target
 from conformance.verdicts import Outcome, Verdict, fold_checks
 from refkms.config import config_from_mapping
 from refkms.domain import Domain
-from refkms.faults import FAULTS, WARNING_ONLY, ActiveFaults, Fault, detection
+from refkms.faults import FAULTS, WARNING_ONLY, ActiveFaults, Fault, detection, embedded_config
 from refkms.profiles import PROFILES
 from refkms.server import running_in_thread
 from refkms.state import StateDir
@@ -120,6 +120,18 @@ COLLATERAL: dict[str, tuple[tuple[str, ...], str]] = {
     "unknown-path-served": (
         ("ERR-CODE-*",),
         "the unknown path meant to draw a 404 + KmsError is served with 200",
+    ),
+    "rotation-old-trk-used": (
+        ("ROT-*",),
+        "after the first delivery no later response opens with the TrK the UE holds",
+    ),
+    "rotation-new-trk-protects-delivery": (
+        ("ROT-*",),
+        "every init (the KMS certificate included) is encrypted with a TrK the UE does not hold",
+    ),
+    "period-other-numbered-current": (
+        ("ROT-PERIOD-002",),
+        "next-period key sets claim the current period, so two RSKs share one period number",
     ),
     "error-code-not-integer": (
         ("ERR-SHAPE-*",),
@@ -236,6 +248,8 @@ def _table_row(
 
 
 def _config_for(fault: Fault) -> dict[str, Any]:
+    if embedded_config(fault.name):
+        return embedded_config(fault.name)
     for prefix, config in FAULT_CONFIG.items():
         if fault.name.startswith(prefix):
             return config
