@@ -227,7 +227,7 @@ def _case(
                 delivers=tuple(step.get("delivers", ())),
             )
         )
-        _check_bindings(path, node, where, raw["id"], step, [s.label for s in steps[:-1]])
+        _check_bindings(path, node, where, raw["id"], step, earlier=[s.label for s in steps[:-1]])
     return Case(
         id=raw["id"],
         title=raw["title"],
@@ -252,6 +252,7 @@ def _check_bindings(
     where: list[Any],
     case_id: str,
     step: Mapping[str, Any],
+    *,
     earlier: list[str],
 ) -> None:
     """Each ``${LABEL.NAME}`` of a step names an earlier step and a known value."""

@@ -138,16 +138,16 @@ class Runner:
         named_results: list[CheckResult] = []
         store = UeKeyStore(self.target)
         result.secrets = store.secrets
-        for step in case.steps:
+        for written in case.steps:
             try:
-                spec = store.resolve(step.spec)
+                spec = store.resolve(written.spec)
             except LookupError as exc:
                 result.verdict, result.reason = Verdict.NA, f"PIXIT: needs {exc}"
                 return
             except UnboundValue as exc:
-                result.verdict, result.reason = Verdict.INCONC, f"{step.label}: {exc}"
+                result.verdict, result.reason = Verdict.INCONC, f"{written.label}: {exc}"
                 return
-            step = replace(step, spec=spec)
+            step = replace(written, spec=spec)
             if live:
                 self.probe.hold(store.held_users())
             try:
@@ -213,8 +213,9 @@ class Runner:
         self._verdict(case, result, [])
         if result.verdict in (Verdict.FAIL, Verdict.ERROR):
             return
-        names = " and ".join(f"New{'TransportKey' if k == 'trk' else 'IntegrityKey'}"
-                             for k in missing)
+        names = " and ".join(
+            f"New{'TransportKey' if k == 'trk' else 'IntegrityKey'}" for k in missing
+        )
         why = f" ({notes[0]})" if notes else ""
         result.verdict = worse(result.verdict, Verdict.INCONC)
         result.reason = (
@@ -222,9 +223,7 @@ class Runner:
             "(D.3.1), and the later steps of the case need it"
         )
 
-    def _delivering_user(
-        self, parsed: _Parsed, user: User | None, body: bytes
-    ) -> User | None:
+    def _delivering_user(self, parsed: _Parsed, user: User | None, body: bytes) -> User | None:
         """Profile ``delivering_response_keys = "delivered"``: judge the response that
         delivers an InK with that InK (conformance/uestate.py)."""
         if user is None or self.profile.delivering_response_keys != "delivered" or not body:

@@ -168,7 +168,10 @@ class UeKeyStore:
                 entry |= describe(delivery.key) or {}
                 self.secrets.append(SecretValue(f"new-{delivery.kind}", delivery.key.key.reveal()))
                 assert adopted is not None
-                adopted = replace(adopted, **{delivery.kind: delivery.key})
+                if delivery.kind == "trk":
+                    adopted = replace(adopted, trk=delivery.key)
+                else:
+                    adopted = replace(adopted, ink=delivery.key)
             else:
                 entry["problem"] = delivery.problem
                 record.notes.append(f"new {delivery.kind.upper()} not adopted: {delivery.problem}")

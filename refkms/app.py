@@ -29,9 +29,9 @@ from conformance.crypto.periods import decode_ntp_time
 from refkms import messages
 from refkms.domain import Certificate, Domain, User
 from refkms.messages import Envelope
-from refkms.rotation import KeyChain, UnknownKeyId, signing_key_id
 from refkms.protection import Protection, key_wrapper, new_key_elements, protect_response
 from refkms.requests import KmsRequest, RequestContext, RequestRefused, check_request, read_request
+from refkms.rotation import KeyChain, UnknownKeyId, signing_key_id
 from refkms.tokens import TokenRejected
 from refkms.xmlsafe import MAX_REQUEST_BYTES
 

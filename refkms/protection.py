@@ -74,9 +74,7 @@ def new_key_elements(protection: Protection) -> list[tuple[str, etree._Element]]
     return delivered
 
 
-def _carried(
-    user: User, key: bytes, key_id: bytes, faults: ActiveFaults
-) -> etree._Element:
+def _carried(user: User, key: bytes, key_id: bytes, faults: ActiveFaults) -> etree._Element:
     name = base64.b64encode(key_id).decode("ascii")
     # The UE can only unwrap under the TrK it holds; the fault wraps under the next one.
     kek = user.next_trk if faults.on("rotation-delivered-key-wrong-kek") else user.trk

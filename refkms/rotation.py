@@ -27,7 +27,6 @@ from dataclasses import replace
 from lxml import etree
 
 from conformance.crypto import xmldsig
-
 from refkms.domain import User
 from refkms.faults import ActiveFaults
 

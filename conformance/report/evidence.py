@@ -183,6 +183,8 @@ def _step_meta(name: str, step: StepRecord) -> dict[str, Any]:
             "peer_not_after": tls.peer_not_after,
         },
         "notes": list(exchange.notes),
+        # The UE's TrK/InK before and after the step: IDs and fingerprints only.
+        "ue_keys": step.ue_keys,
         "plaintext": step.plaintext is not None,
         "checks": [check_dict(check) for check in step.checks],
     }
