@@ -1,0 +1,171 @@
+"""Stateful UE scenarios (issue 12): TrK/InK rotation and key periods, end to end.
+
+The reference KMS runs over real HTTPS on loopback in each protection mode that claims
+rotation; the rotation cases must pass there, be n/a with the reason where rotation is
+not claimed, and each rotation fault must make its cases fail through a check of a rule
+the fault breaks, from the command line too. The run's reports must show the UE key state
+(IDs and fingerprints) and hold no delivered key value in any form.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_fault_matrix import run_cases, served
+
+from conformance.cases import CaseFileError, load_catalogue, load_file, _schema
+from conformance.runcmd import embedded_kms
+from conformance.verdicts import Outcome, Verdict
+from refkms.faults import EMBEDDED_CONFIG, get_fault
+from refkms.rotation import generation_key
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "conformance.cli"]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+ROTATION = [c for c in load_catalogue() if c.area == "rotation"]
+ROTATING_MODES: dict[str, dict[str, Any]] = {
+    "message": {"protection": {"encryption": "message", "rotate_trk": True, "rotate_ink": True}},
+    "keys": {"protection": {"encryption": "keys", "rotate_trk": True, "rotate_ink": True}},
+    "message-unsigned-trk-only": {
+        "protection": {"encryption": "message", "signing": False, "rotate_trk": True}
+    },
+}
+ROTATION_FAULTS = [
+    "rotation-old-trk-used",
+    "rotation-new-trk-protects-delivery",
+    "rotation-trk-id-names-old",
+    "rotation-trk-signature-after-ink",
+    "rotation-delivered-key-wrong-kek",
+    "rsk-same-across-periods",
+    "period-other-numbered-current",
+]
+
+
+@pytest.mark.parametrize("mode", list(ROTATING_MODES))
+def test_rotation_cases_pass_where_rotation_is_claimed(mode: str, tmp_path: Path) -> None:
+    config = ROTATING_MODES[mode]
+    with served(tmp_path, "ts33180-r17", config) as target:
+        results = run_cases(target, ROTATION)
+    policy = config["protection"]
+    signing = policy.get("signing", True)
+    for result in results.values():
+        needs_ink = "INK" in result.id or "BOTH" in result.id
+        if needs_ink and not (policy.get("rotate_ink") and signing):
+            assert result.verdict is Verdict.NA, (result.id, result.reason)
+            assert "ink_rotation" in result.reason
+        else:
+            assert result.verdict is Verdict.PASS, (result.id, result.reason)
+    # The state really changed: a later step was judged with a delivered TrK.
+    steps = results["ROT-TRK-001"].steps
+    assert steps[0].ue_keys is not None and steps[0].ue_keys["delivered"][0]["adopted"]
+    assert steps[1].ue_keys is not None
+    assert steps[1].ue_keys["before"]["trk"]["id"] == steps[0].ue_keys["delivered"][0]["id"]
+
+
+def test_rotation_cases_are_na_with_the_reason_where_not_claimed(tmp_path: Path) -> None:
+    with served(tmp_path, "ts33180-r17", {"protection": {"encryption": "message"}}) as target:
+        results = run_cases(target, ROTATION)
+    for case_id in ("ROT-TRK-001", "ROT-TRK-002", "ROT-INK-001", "ROT-INK-002", "ROT-BOTH-001"):
+        assert results[case_id].verdict is Verdict.NA
+        assert results[case_id].reason.startswith("PICS: the target does not claim")
+        assert "rotation" in results[case_id].reason
+    # Key periods need no claim: they hold for every KMS.
+    assert results["ROT-PERIOD-001"].verdict is Verdict.PASS
+    assert results["ROT-PERIOD-002"].verdict is Verdict.PASS
+
+
+@pytest.mark.parametrize("name", ROTATION_FAULTS)
+def test_each_rotation_fault_is_caught_by_the_rule_it_breaks(name: str, tmp_path: Path) -> None:
+    fault = get_fault(name)
+    cases = [c for c in ROTATION if c.id in fault.cases]
+    with served(tmp_path, "ts33180-r17", EMBEDDED_CONFIG.get(name, {}), (name,)) as target:
+        results = run_cases(target, cases)
+    for case_id in fault.cases:
+        result = results[case_id]
+        assert result.verdict is Verdict.FAIL, (case_id, result.reason)
+        rule = [
+            c
+            for c in result.checks
+            if c.outcome is Outcome.VIOLATION
+            and not c.name.startswith("expect.")
+            and set(c.reqs) & set(fault.reqs)
+        ]
+        assert rule, f"{name}: {case_id} failed, but by no check of {fault.reqs}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ROTATION_FAULTS)
+def test_each_rotation_fault_fails_the_cli_run(name: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [*CLI, "run", "--embedded-fault", name, "--cases", "ROT-*", "--output", str(out)],
+        capture_output=True,
+        timeout=300,
+        env=ENV,
+        text=True,
+    )
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    document = json.loads((out / "results.json").read_text())
+    failed = {c["id"] for c in document["cases"] if c["verdict"] == "fail"}
+    assert set(get_fault(name).cases) <= failed
+
+
+def _forms(secret: bytes) -> list[bytes]:
+    b64 = base64.b64encode(secret)
+    forms = [secret, secret.hex().encode(), secret.hex().upper().encode(), b64, b64.rstrip(b"=")]
+    forms.append(base64.urlsafe_b64encode(secret).rstrip(b"="))
+    return forms
+
+
+def test_delivered_keys_never_reach_an_output_file(tmp_path: Path) -> None:
+    config = tmp_path / "rotating.toml"
+    config.write_text(
+        '[protection]\nencryption = "message"\nrotate_trk = true\nrotate_ink = true\n'
+    )
+    out = tmp_path / "reports"
+    with embedded_kms([], None, str(config)) as (target_file, _label):
+        done = subprocess.run(
+            [*CLI, "run", "--target", str(target_file), "--output", str(out), "--cases", "ROT-*"],
+            capture_output=True,
+            timeout=300,
+            env=ENV,
+            text=True,
+        )
+        stored = json.loads((target_file.parent / "secrets.json").read_text())
+    assert done.returncode == 0, done.stdout[-3000:]
+    delivered = []
+    for entry in stored["users"].values():
+        seed = bytes.fromhex(entry["next_trk"])
+        for generation in range(1, 6):
+            delivered.append(generation_key(seed, "trk", generation, 16))
+            delivered.append(generation_key(seed, "ink", generation, 32))
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) > 10
+    for path in files:
+        data = path.read_bytes()
+        for key in delivered:
+            for form in _forms(key):
+                assert form not in data, f"a delivered key reached {path}"
+    html = (out / "report.html").read_text()
+    assert "UE keys of user 1 before" in html and "adopted" in html
+    case = json.loads((out / "evidence" / "ROT-TRK-001" / "case.json").read_text())
+    assert case["steps"][0]["ue_keys"]["delivered"][0]["fingerprint"].startswith("sha256:")
+
+
+def test_a_binding_to_no_earlier_step_is_a_broken_case_file(tmp_path: Path) -> None:
+    broken = tmp_path / "rotation.yaml"
+    broken.write_text(
+        "area: rotation\ntitle: t\ncases:\n  - id: ROT-X-001\n    title: t\n"
+        "    reqs: [REQ-129]\n    clause: c\n    steps:\n      - request: init\n"
+        "        label: first\n      - request: keyprov\n        body: request\n"
+        '        fields: {TrK-ID: "${nowhere.previous_trk_id}"}\n'
+    )
+    with pytest.raises(CaseFileError, match="no earlier step is labelled 'nowhere'"):
+        load_file(broken, _schema(ROOT / "testcases"))
