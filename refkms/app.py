@@ -191,8 +191,12 @@ class ReferenceKms:
         signer = body.signature_id
         if signer is None and body.signature is not None:
             signer = signing_key_id(body.signature)
-        ink = chain.ink_generation(signer) if signer is not None else None
-        return trk, ink or 0
+        ink = (chain.ink_generation(signer) if signer is not None else None) or 0
+        policy = self.domain.config.protection
+        if (trk and not policy.rotate_trk) or (ink and not policy.rotate_ink):
+            # Without rotation no later generation was ever delivered.
+            raise RequestRefused(400, "the request names a key this KMS never delivered")
+        return trk, ink
 
     def authorize(self, authorization: str | None) -> User:
         domain = self.domain

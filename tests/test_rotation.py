@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from test_fault_matrix import run_cases, served
 
-from conformance.cases import CaseFileError, load_catalogue, load_file, _schema
+from conformance.cases import CaseFileError, _schema, load_catalogue, load_file
 from conformance.runcmd import embedded_kms
 from conformance.verdicts import Outcome, Verdict
 from refkms.faults import EMBEDDED_CONFIG, get_fault
