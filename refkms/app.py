@@ -82,6 +82,7 @@ class Exchange:
     user: User | None = None
     body: KmsRequest | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
+    generations: tuple[int, int] = (0, 0)  # TrK and InK generations the UE holds
 
 
 def create_app(domain: Domain) -> Starlette:
@@ -129,6 +130,8 @@ class ReferenceKms:
         self.key_chains = {
             uri: KeyChain(user, domain.rotation_seeds[uri]) for uri, user in domain.users.items()
         }
+        # The newest TrK generation delivered per user: read only by a rotation fault.
+        self._newest_trk: dict[str, int] = {}
 
     async def endpoint(self, request: Request) -> Response:
         exchange = Exchange("", (), _client_req_url(request), _raw_path(request))
@@ -175,6 +178,17 @@ class ReferenceKms:
                 check_request(exchange.body, self._request_context(held, exchange.path))
         except RequestRefused as refused:
             raise KmsFailure(refused.status, refused.message) from None
+        newest = self._newest_trk.get(held.uri, 0)
+        named = exchange.body is not None and exchange.body.trk_id is not None
+        if (
+            self.faults.on("rotation-old-trk-id-answered-with-new")
+            and named
+            and (generations[0] < newest)
+        ):
+            # Ignores the TrK the request names and answers under the newest it delivered.
+            generations = (newest, generations[1])
+            held = self.key_chains[held.uri].holding(*generations)
+        exchange.generations = generations
         exchange.user = self.key_chains[held.uri].faulted(held, *generations, self.faults)
         return self.respond(exchange)
 
@@ -245,7 +259,7 @@ class ReferenceKms:
     def init(self, exchange: Exchange) -> tuple[str, etree._Element]:
         assert exchange.user is not None
         certificate = self._certificate_xml(self.served_root_certificate(), in_init=True)
-        return exchange.user.uri, messages.kms_init(certificate, self._new_keys(exchange.user))
+        return exchange.user.uri, messages.kms_init(certificate, self._new_keys(exchange))
 
     def keyprov(self, exchange: Exchange) -> tuple[str, etree._Element]:
         assert exchange.user is not None
@@ -277,7 +291,7 @@ class ReferenceKms:
             other_user=domain.other_user(user_uri),
             wrap=key_wrapper(protection) if protection.policy.encryption == "keys" else None,
         )
-        return user_uri, messages.kms_key_prov([element], self._new_keys(user))
+        return user_uri, messages.kms_key_prov([element], self._new_keys(exchange))
 
     def certcache(self, exchange: Exchange) -> tuple[str, etree._Element]:
         assert exchange.user is not None
@@ -373,10 +387,19 @@ class ReferenceKms:
             certificate, self.faults, self.domain.clock(), in_init=in_init
         )
 
-    def _new_keys(self, user: User) -> list[etree._Element]:
+    def _new_keys(self, exchange: Exchange) -> list[etree._Element]:
+        # A new key goes only to a UE whose request names the TrK it holds: after the
+        # delivery the KMS must use the TrK "currently residing in the MC UE" (seed CR),
+        # and it learns which one that is from the next request (refkms.rotation).
+        body = exchange.body
+        if exchange.user is None or body is None or body.trk_id is None:
+            return []
+        if self.domain.config.protection.rotate_trk:
+            uri, delivered = exchange.user.uri, exchange.generations[0] + 1
+            self._newest_trk[uri] = max(self._newest_trk.get(uri, 0), delivered)
         return [
             messages.new_key_element(name, encrypted_key)
-            for name, encrypted_key in new_key_elements(self._protection(user))
+            for name, encrypted_key in new_key_elements(self._protection(exchange.user))
         ]
 
     def _wrong_message_type(self, kind: str) -> etree._Element:

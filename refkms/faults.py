@@ -562,6 +562,13 @@ FAULTS: tuple[Fault, ...] = (
         HOOK_ROTATION,
     ),
     Fault(
+        "rotation-old-trk-id-answered-with-new",
+        "a request naming the TrK held before a rotation is answered under the newest TrK",
+        ("REQ-129",),
+        ("ROT-TRK-002",),
+        HOOK_ROTATION,
+    ),
+    Fault(
         "rsk-same-across-periods",
         "the RSK of the first key period requested is served for every period",
         ("REQ-104", "REQ-102"),
@@ -590,6 +597,7 @@ EMBEDDED_CONFIG: dict[str, dict[str, Any]] = {
         "protection": {**_ROTATE_TRK, "rotate_ink": True, "signing": True}
     },
     "rotation-delivered-key-wrong-kek": {"protection": {**_ROTATE_TRK, "rotate_ink": True}},
+    "rotation-old-trk-id-answered-with-new": {"protection": _ROTATE_TRK},
 }
 
 
@@ -622,6 +630,7 @@ WARNING_ONLY = frozenset(
         "period-off-by-one",
         "period-unix-epoch",
         "redirect-answered-with-kmsmessage",
+        "rotation-old-trk-id-answered-with-new",
         "sig-not-covering-message",
         "unknown-path-served",
     }

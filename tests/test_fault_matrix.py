@@ -129,6 +129,11 @@ COLLATERAL: dict[str, tuple[tuple[str, ...], str]] = {
         ("ROT-*",),
         "every init (the KMS certificate included) is encrypted with a TrK the UE does not hold",
     ),
+    "rotation-old-trk-id-answered-with-new": (
+        ("ROT-*",),
+        "once it delivered a TrK, requests naming the provisioned one get the newest, so the "
+        "first step of every later case (and its KMS certificate) is unreadable",
+    ),
     "period-other-numbered-current": (
         ("ROT-PERIOD-002",),
         "next-period key sets claim the current period, so two RSKs share one period number",

@@ -23,7 +23,7 @@ from test_fault_matrix import run_cases, served
 from conformance.cases import CaseFileError, _schema, load_catalogue, load_file
 from conformance.runcmd import embedded_kms
 from conformance.verdicts import Outcome, Verdict
-from refkms.faults import EMBEDDED_CONFIG, get_fault
+from refkms.faults import EMBEDDED_CONFIG, WARNING_ONLY, get_fault
 from refkms.rotation import generation_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +45,7 @@ ROTATION_FAULTS = [
     "rotation-delivered-key-wrong-kek",
     "rsk-same-across-periods",
     "period-other-numbered-current",
+    "rotation-old-trk-id-answered-with-new",
 ]
 
 
@@ -87,13 +88,16 @@ def test_each_rotation_fault_is_caught_by_the_rule_it_breaks(name: str, tmp_path
     cases = [c for c in ROTATION if c.id in fault.cases]
     with served(tmp_path, "ts33180-r17", EMBEDDED_CONFIG.get(name, {}), (name,)) as target:
         results = run_cases(target, cases)
+    # A fault breaking only an inferred rule warns (DESIGN.md 3); --strict fails it.
+    warns = name in WARNING_ONLY
     for case_id in fault.cases:
         result = results[case_id]
-        assert result.verdict is Verdict.FAIL, (case_id, result.reason)
+        wanted = Verdict.PASS if warns else Verdict.FAIL
+        assert result.verdict is wanted, (case_id, result.reason)
         rule = [
             c
             for c in result.checks
-            if c.outcome is Outcome.VIOLATION
+            if c.outcome is (Outcome.WARNING if warns else Outcome.VIOLATION)
             and not c.name.startswith("expect.")
             and set(c.reqs) & set(fault.reqs)
         ]

@@ -118,6 +118,14 @@ def _after_rotation(kms: RunningKms) -> httpx.Response:
     return kms.post("keyprov", etree.tostring(signed))
 
 
+def _naming_trk(kms: RunningKms) -> httpx.Response:
+    """init from a UE that names its provisioned TrK (a rotating KMS delivers to it)."""
+    request = etree.fromstring(request_body(kms, "init"))
+    trk_id = base64.b64encode(kms.user().trk_id).decode()
+    etree.SubElement(request, f"{{{NS}}}TrK-ID").text = trk_id
+    return kms.post("init", etree.tostring(request))
+
+
 def _wrong_hmac(kms: RunningKms) -> httpx.Response:
     return kms.post("init", signed_request(kms, bytes(32), kms.user().ink_id))
 
@@ -143,7 +151,9 @@ EXCHANGES: list[Exchange] = [
     lambda kms: kms.post("init", request_body(kms, "init", time="2014-01-26T09:00:00Z")),
     lambda kms: kms.post("init", request_body(kms, "init", user_uri="sip:bob@example.org")),
     _wrong_hmac,
+    _naming_trk,
     _after_rotation,
+    _naming_trk,
 ]
 
 

@@ -16,6 +16,7 @@ from refkms_testkit import (
     kms_response,
     make_domain,
     parse,
+    request_body,
     schema_for,
     serving,
     text,
@@ -66,10 +67,26 @@ def test_message_encryption_under_the_trk(encrypting: RunningKms, resource: str)
     schema_for("ts33180-r17").validate(root)
 
 
+def naming_trk(body: bytes, trk_id: bytes) -> bytes:
+    request = etree.fromstring(body)
+    etree.SubElement(request, f"{{{NS}}}TrK-ID").text = base64.b64encode(trk_id).decode()
+    return etree.tostring(request)
+
+
+def test_a_request_naming_no_trk_gets_no_new_key(encrypting: RunningKms) -> None:
+    user = encrypting.user()
+    response = kms_response(parse(encrypting.post("init")))
+    encrypted = find(response, "k:KmsMessage/xenc:EncryptedData")
+    plaintext = xmlenc.decrypt_content(encrypted, user.trk)
+    assert b"NewTransportKey" not in plaintext and b"NewIntegrityKey" not in plaintext
+
+
 def test_rotation_delivers_new_keys_wrapped_under_the_trk(encrypting: RunningKms) -> None:
     user = encrypting.user()
     for resource, message_type in (("init", "KmsInitTkIkType"), ("keyprov", "KmsKeyProvTkIkType")):
-        response = kms_response(parse(encrypting.post(resource)))
+        # Only a request naming the TrK the UE holds gets new keys (refkms.rotation).
+        body = naming_trk(request_body(encrypting, resource), user.trk_id)
+        response = kms_response(parse(encrypting.post(resource, body)))
         encrypted = find(response, "k:KmsMessage/xenc:EncryptedData")
         (message,) = xmlenc.parse_plaintext_fragment(
             encrypted, xmlenc.decrypt_content(encrypted, user.trk), etree.XMLParser()
