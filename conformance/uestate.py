@@ -237,9 +237,9 @@ def _untrusted(facts: Any, held: User, profile: Profile, target: Target) -> str 
         if target.pics.signing:
             return "the delivering response is not signed although the KMS claims signing"
         return None
-    if profile.delivering_response_keys == "delivered":
-        return None  # judged with the delivered key (engine: a second unprotect)
-    wanted = "ink" if held.ink is not None else "trk"
+    # The facts were computed with the key the profile names for the delivering response
+    # (held, or the delivered InK: engine._delivering_user), the InK first when there is one.
+    wanted = "ink" if "ink" in signature.verifications else "trk"
     if wanted not in signature.verified_with():
         label = wanted.replace("ink", "InK").replace("trk", "TrK")
         return f"the delivering response's signature does not verify with the {label} the UE holds"

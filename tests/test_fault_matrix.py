@@ -164,6 +164,15 @@ MODES: dict[str, tuple[str, dict[str, Any]]] = {
         },
     ),
     "r16-sign": ("ts33180-r16", {}),
+    # Rotation on (issue 12): the UE model follows every delivered TrK/InK.
+    "r17-message-rotating": (
+        "ts33180-r17",
+        {"protection": {"encryption": "message", "rotate_trk": True, "rotate_ink": True}},
+    ),
+    "r17-keys-rotating": (
+        "ts33180-r17",
+        {"protection": {"encryption": "keys", "rotate_trk": True, "rotate_ink": True}},
+    ),
 }
 
 

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ import pytest
 from test_fault_matrix import run_cases, served
 
 from conformance.cases import CaseFileError, _schema, load_catalogue, load_file
+from conformance.engine import Runner
+from conformance.profiles import get_profile
 from conformance.runcmd import embedded_kms
 from conformance.verdicts import Outcome, Verdict
 from refkms.faults import EMBEDDED_CONFIG, WARNING_ONLY, get_fault
@@ -173,3 +176,44 @@ def test_a_binding_to_no_earlier_step_is_a_broken_case_file(tmp_path: Path) -> N
     )
     with pytest.raises(CaseFileError, match="no earlier step is labelled 'nowhere'"):
         load_file(broken, _schema(ROOT / "testcases"))
+
+
+def _run_with(target: Any, cases: list[Any], **settings: str) -> dict[str, Any]:
+    profile = replace(get_profile(target.profile.release), **settings)
+    runner = Runner(target, profile)
+    try:
+        return {case.id: runner.run_case(case) for case in cases}
+    finally:
+        runner.close()
+
+
+def test_the_profile_decides_which_key_judges_the_delivering_response(tmp_path: Path) -> None:
+    config = {"protection": {"encryption": "message", "rotate_trk": True, "rotate_ink": True}}
+    cases = [c for c in ROTATION if c.id == "ROT-INK-001"]
+    with served(tmp_path, "ts33180-r17", config) as target:
+        held = _run_with(target, cases)
+        delivered = _run_with(target, cases, delivering_response_keys="delivered")
+    assert held["ROT-INK-001"].verdict is Verdict.PASS
+    # refkms signs the delivering response with the InK the UE held before it: a profile
+    # that wants it signed with the delivered InK fails it, by the state check.
+    result = delivered["ROT-INK-001"]
+    assert result.verdict is Verdict.FAIL
+    failed = {c.name for c in result.checks if c.outcome is Outcome.VIOLATION}
+    assert "state.delivery-protection" in failed
+
+
+def test_the_profile_decides_how_an_old_trk_id_is_handled(tmp_path: Path) -> None:
+    config = {"protection": {"encryption": "message", "rotate_trk": True}}
+    cases = [c for c in ROTATION if c.id == "ROT-TRK-002"]
+    with served(tmp_path, "ts33180-r17", config) as target:
+        either = _run_with(target, cases)["ROT-TRK-002"]
+        served_ = _run_with(target, cases, old_trk_id_after_rotation="served")["ROT-TRK-002"]
+        refused = _run_with(target, cases, old_trk_id_after_rotation="refused")["ROT-TRK-002"]
+
+    def outcome(result: Any) -> Outcome:
+        return next(c.outcome for c in result.checks if c.name == "state.old-trk-id")
+
+    assert outcome(either) is Outcome.OK
+    assert outcome(served_) is Outcome.OK
+    # refkms serves the old TrK (REQ-129): a profile wanting a refusal warns (inferred rule).
+    assert outcome(refused) is Outcome.WARNING
