@@ -59,6 +59,9 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--fault", action="append", default=[], metavar="NAME")
     serve.add_argument("--config", metavar="FILE")
     serve.add_argument("--state", metavar="DIR")
+    serve.add_argument(
+        "--rotate", metavar="KEYS", help="deliver new keys in init/keyprov: trk, ink or trk,ink"
+    )
 
     faults = sub.add_parser("faults", help="list the reference KMS fault catalogue")
     faults.add_argument("--json", action="store_true")
@@ -85,6 +88,7 @@ def _delegate_to_refkms(args: argparse.Namespace) -> int:
             argv += ["--fault", name]
         argv += ["--config", args.config] if args.config else []
         argv += ["--state", args.state] if args.state else []
+        argv += ["--rotate", args.rotate] if args.rotate else []
     elif args.json:
         argv.append("--json")
     sys.stdout.flush()

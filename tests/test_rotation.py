@@ -217,3 +217,53 @@ def test_the_profile_decides_how_an_old_trk_id_is_handled(tmp_path: Path) -> Non
     assert outcome(served_) is Outcome.OK
     # refkms serves the old TrK (REQ-129): a profile wanting a refusal warns (inferred rule).
     assert outcome(refused) is Outcome.WARNING
+
+
+def test_serve_rotate_claims_rotation_in_its_target_file(tmp_path: Path) -> None:
+    import time
+    import tomllib
+
+    state = tmp_path / "state"
+    process = subprocess.Popen(
+        [*CLI, "serve", "--state", str(state), "--port", "0", "--rotate", "trk,ink"],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (state / "target.toml").is_file():
+            assert process.poll() is None, "serve --rotate exited"
+            assert time.monotonic() < deadline, "no target.toml within 60 s"
+            time.sleep(0.1)
+        pics = tomllib.loads((state / "target.toml").read_text())["pics"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert pics["trk_rotation"] is True and pics["ink_rotation"] is True
+    assert pics["tk_ik_delivery"] is True
+
+
+def test_serve_rotate_rejects_an_unknown_key_kind(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*CLI, "serve", "--state", str(tmp_path), "--rotate", "trk,sek"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=ENV,
+    )
+    assert done.returncode == 2
+    assert "--rotate 'trk,sek': give trk, ink or trk,ink" in done.stderr
+
+
+def test_a_kms_claiming_rotation_that_delivers_nothing_is_inconc(tmp_path: Path) -> None:
+    """A KMS "may" deliver a new TrK (D.3.1): not delivering is no failure, but the later
+    steps cannot be judged, so the case is inconc with the reason."""
+    with served(tmp_path, "ts33180-r17", {"protection": {"encryption": "message"}}) as target:
+        claiming = replace(target, pics=replace(target.pics, trk_rotation=True))
+        results = run_cases(claiming, [c for c in ROTATION if c.id == "ROT-TRK-001"])
+    result = results["ROT-TRK-001"]
+    assert result.verdict is Verdict.INCONC
+    assert result.reason.startswith("rotate: no NewTransportKey the UE could adopt")
+    assert "may deliver" in result.reason
+    assert len(result.steps) == 1
