@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from refkms.rotation_faults import EMBEDDED_CONFIG, ROTATION_FAULTS
+
 HOOK_ROUTING = "refkms.app:ReferenceKms.dispatch / check_method"
 HOOK_ACCESS = "refkms.app:ReferenceKms.authorize / keyprov, refkms.tokens:TokenAuthority.verify"
 HOOK_REQUEST = "refkms.requests:check_request"
@@ -27,7 +29,6 @@ HOOK_KEYSET = "refkms.messages:kms_key_set"
 HOOK_PROTECTION = "refkms.protection:protect_response"
 HOOK_ERRORS = "refkms.app:ReferenceKms.error_response"
 HOOK_TRANSPORT = "refkms.app:ReferenceKms._xml_response / _headers"
-HOOK_ROTATION = "refkms.rotation:KeyChain.faulted, refkms.protection (delivery)"
 
 
 @dataclass(frozen=True)
@@ -525,80 +526,11 @@ FAULTS: tuple[Fault, ...] = (
         ("TRANSPORT-CTYPE-001", "TRANSPORT-CTYPE-002"),
         HOOK_TRANSPORT,
     ),
-    # Stateful UE scenarios: TrK/InK rotation and key periods (issue 12)
-    Fault(
-        "rotation-old-trk-used",
-        "after a TrK rotation the KMS keeps encrypting with the old TrK (under the new TrK-ID)",
-        ("REQ-125", "REQ-061"),
-        ("ROT-TRK-001",),
-        HOOK_ROTATION,
-    ),
-    Fault(
-        "rotation-new-trk-protects-delivery",
-        "the response delivering a new TrK is already encrypted with that new TrK",
-        ("REQ-125", "REQ-081"),
-        ("ROT-TRK-001", "ROT-TRK-002"),
-        HOOK_ROTATION,
-    ),
-    Fault(
-        "rotation-trk-id-names-old",
-        "after a TrK rotation, TrK-ID (and KeyName) still name the old TrK",
-        ("REQ-061", "REQ-126"),
-        ("ROT-TRK-001", "ROT-BOTH-001"),
-        HOOK_ROTATION,
-    ),
-    Fault(
-        "rotation-trk-signature-after-ink",
-        "after an InK was delivered (and is used by the UE) the KMS signs with the TrK",
-        ("REQ-063", "REQ-062"),
-        ("ROT-INK-001", "ROT-INK-002", "ROT-BOTH-001"),
-        HOOK_ROTATION,
-    ),
-    Fault(
-        "rotation-delivered-key-wrong-kek",
-        "NewTransportKey/NewIntegrityKey are wrapped under the next TrK, not the UE's current one",
-        ("REQ-081", "REQ-108"),
-        ("ROT-TRK-001", "ROT-INK-001", "ROT-BOTH-001"),
-        HOOK_ROTATION,
-    ),
-    Fault(
-        "rotation-old-trk-id-answered-with-new",
-        "a request naming the TrK held before a rotation is answered under the newest TrK",
-        ("REQ-129",),
-        ("ROT-TRK-002",),
-        HOOK_ROTATION,
-    ),
-    Fault(
-        "rsk-same-across-periods",
-        "the RSK of the first key period requested is served for every period",
-        ("REQ-104", "REQ-102"),
-        ("ROT-PERIOD-001",),
-        HOOK_KEYS,
-    ),
-    Fault(
-        "period-other-numbered-current",
-        "the key set of another period than the current carries the current KeyPeriodNo",
-        ("REQ-096", "REQ-097"),
-        ("ROT-PERIOD-001",),
-        HOOK_RESOURCES,
-    ),
+    # Stateful UE scenarios: TrK/InK rotation and key periods (refkms/rotation_faults.py)
+    *(Fault(*entry) for entry in ROTATION_FAULTS),
 )
 
 _BY_NAME = {fault.name: fault for fault in FAULTS}
-
-_ROTATE_TRK = {"encryption": "message", "rotate_trk": True}
-# The refkms configuration (config.py mapping) a fault needs to be observable at all: the
-# embedded KMS of ``run --embedded-fault NAME`` and the fault matrix serve it in this mode.
-EMBEDDED_CONFIG: dict[str, dict[str, Any]] = {
-    "rotation-old-trk-used": {"protection": _ROTATE_TRK},
-    "rotation-new-trk-protects-delivery": {"protection": _ROTATE_TRK},
-    "rotation-trk-id-names-old": {"protection": {**_ROTATE_TRK, "rotate_ink": True}},
-    "rotation-trk-signature-after-ink": {
-        "protection": {**_ROTATE_TRK, "rotate_ink": True, "signing": True}
-    },
-    "rotation-delivered-key-wrong-kek": {"protection": {**_ROTATE_TRK, "rotate_ink": True}},
-    "rotation-old-trk-id-answered-with-new": {"protection": _ROTATE_TRK},
-}
 
 
 def embedded_config(name: str) -> dict[str, Any]:
