@@ -397,10 +397,12 @@ class ReferenceKms:
         if self.domain.config.protection.rotate_trk:
             uri, delivered = exchange.user.uri, exchange.generations[0] + 1
             self._newest_trk[uri] = max(self._newest_trk.get(uri, 0), delivered)
-        return [
-            messages.new_key_element(name, encrypted_key)
-            for name, encrypted_key in new_key_elements(self._protection(exchange.user))
-        ]
+        delivered = new_key_elements(self._protection(exchange.user))
+        if body.signature is None:
+            # Likewise a new InK only to a signed request: its Signature-ID tells the KMS
+            # which key signs for the UE, and the UE signs with the InK it adopted.
+            delivered = [(n, e) for n, e in delivered if n != "NewIntegrityKey"]
+        return [messages.new_key_element(name, encrypted_key) for name, encrypted_key in delivered]
 
     def _wrong_message_type(self, kind: str) -> etree._Element:
         certificate = self._certificate_xml(self.domain.own_certificate)

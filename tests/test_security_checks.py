@@ -101,8 +101,8 @@ class Kms:
         return response.content
 
     def _naming_request(self, user: User, url: str) -> bytes:
-        """A KmsRequest naming the user's TrK (the reference KMS delivers new keys only to
-        a UE that says which TrK it holds); empty where the profile has no TrK-ID."""
+        """A signed KmsRequest naming the user's TrK (the reference KMS delivers new keys
+        only to a UE that says which keys it holds); empty where it does not rotate."""
         if not self.target.pics.tk_ik_delivery or user.trk is None:
             return b""
         ns = self.profile.namespace
@@ -116,7 +116,13 @@ class Kms:
             ("TrK-ID", user.trk.key_id_b64),
         ):
             etree.SubElement(request, f"{{{ns}}}{name}").text = value
-        return etree.tostring(request)
+        # Signed with the InK (else the TrK): a new InK goes only to a signed request.
+        key = user.ink or user.trk
+        etree.SubElement(request, f"{{{ns}}}Signature-ID").text = key.key_id_b64
+        signed = etree.Element(f"{{{ns}}}SignedKmsRequest", nsmap={None: ns})  # type: ignore[dict-item]
+        signed.append(request)
+        xmldsig.sign(request, key.key.reveal(), key.key_id, parent=signed, id_value="request")
+        return etree.tostring(signed)
 
     def evaluate(
         self, body: bytes | etree._Element, kind: str, uri: str = UE, **changes: Any
