@@ -2,9 +2,9 @@
 
 The provisioned TrK and InK are generation 0. With rotation on (``[protection] rotate_trk``
 / ``rotate_ink``, or ``serve --rotate trk,ink``), a KMS Initialize or KeyProvision whose
-request names the UE's TrK delivers the next generation, wrapped under that TrK (D.3.1,
-REQ-081/108); a request naming no TrK gets none, since the KMS could not tell afterwards
-which TrK resides in the UE.
+request names the UE's TrK delivers the next TrK generation, and one that is also signed
+the next InK, wrapped under that TrK (D.3.1, REQ-081/108); other requests get none, since
+the KMS could not tell afterwards which keys reside in the UE.
 
 The reference KMS keeps no per-UE state: it takes the keys the UE holds from the request,
 which names them (D.2.2: ``TrK-ID``; ``Signature-ID`` of a signed request names the InK).
