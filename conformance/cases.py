@@ -24,6 +24,7 @@ import yaml
 from conformance.checks import REGISTRY
 from conformance.datafiles import data_dir
 from conformance.target import Target
+from conformance.uestate import BINDING_NAMES, binding_names
 
 AREAS = (
     "transport",
@@ -35,6 +36,7 @@ AREAS = (
     "lookup",
     "security",
     "errors",
+    "rotation",
 )
 PICS_NAMES = (
     "cert",
@@ -46,6 +48,9 @@ PICS_NAMES = (
     "request_signing",
     "certcache_incremental",
     "tk_ik_delivery",
+    "trk_rotation",
+    "ink_rotation",
+    "kms_cert_rotation",
     "release",
 )
 
@@ -67,6 +72,8 @@ class Step:
     expect_status: tuple[int, ...] | str  # ints, or a class such as "4xx"
     expect_message: str | None
     checks: tuple[str, ...]
+    # New keys ("trk", "ink") the later steps need from this step (conformance/uestate.py).
+    delivers: tuple[str, ...] = ()
 
     def status_ok(self, status: int) -> bool:
         if isinstance(self.expect_status, str):
@@ -217,8 +224,10 @@ def _case(
                 expect_status=statuses,
                 expect_message=expect.get("message"),
                 checks=tuple(expanded),
+                delivers=tuple(step.get("delivers", ())),
             )
         )
+        _check_bindings(path, node, where, raw["id"], step, earlier=[s.label for s in steps[:-1]])
     return Case(
         id=raw["id"],
         title=raw["title"],
@@ -235,6 +244,28 @@ def _case(
         line=line,
         area_title=str(doc.get("title", "")),
     )
+
+
+def _check_bindings(
+    path: Path,
+    node: Any,
+    where: list[Any],
+    case_id: str,
+    step: Mapping[str, Any],
+    *,
+    earlier: list[str],
+) -> None:
+    """Each ``${LABEL.NAME}`` of a step names an earlier step and a known value."""
+    for value in (step.get("fields") or {}).values():
+        for label, name in binding_names(str(value)):
+            problem = None
+            if label not in earlier:
+                problem = f"binds ${{{label}.{name}}}, but no earlier step is labelled {label!r}"
+            elif name not in BINDING_NAMES:
+                problem = f"binds ${{{label}.{name}}}: known names are {', '.join(BINDING_NAMES)}"
+            if problem:
+                line = _line_of(node, [*where, "fields"])
+                raise CaseFileError(f"{path}:{line}: {case_id}: {problem}")
 
 
 def _expand(name: str) -> list[str]:
@@ -334,6 +365,9 @@ def pics_values(target: Target) -> dict[str, Any]:
         "request_signing": pics.request_signing,
         "certcache_incremental": pics.certcache_incremental,
         "tk_ik_delivery": pics.tk_ik_delivery,
+        "trk_rotation": pics.trk_rotation,
+        "ink_rotation": pics.ink_rotation,
+        "kms_cert_rotation": pics.kms_cert_rotation,
         "release": target.profile.release,
     }
 

@@ -78,6 +78,9 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", metavar="FILE")
     serve.add_argument("--state", metavar="DIR")
     serve.add_argument("--users", type=int, default=0, metavar="N", help="also UEs ue1..ueN")
+    serve.add_argument(
+        "--rotate", metavar="KEYS", help="deliver new keys in init/keyprov: trk, ink or trk,ink"
+    )
 
     faults = sub.add_parser("faults", help="list the reference KMS fault catalogue")
     faults.add_argument("--json", action="store_true")
@@ -196,6 +199,7 @@ def _delegate_to_refkms(args: argparse.Namespace) -> int:
         argv += ["--config", args.config] if args.config else []
         argv += ["--state", args.state] if args.state else []
         argv += ["--users", str(args.users)] if args.users else []
+        argv += ["--rotate", args.rotate] if args.rotate else []
     elif args.json:
         argv.append("--json")
     sys.stdout.flush()

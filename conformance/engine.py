@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
@@ -20,6 +20,7 @@ import httpx
 from conformance.auth import auth_secrets
 from conformance.cases import Case, Step, missing_need, pics_applies, pics_values
 from conformance.checks import CheckContext, HarnessError, HttpFacts, run_check
+from conformance.checks.state import PREVIOUS
 from conformance.checks.values import parse_datetime
 from conformance.exchange import Exchange
 from conformance.limits import CpuBudgetExceeded, checkpoint, cpu_budget, paused
@@ -34,6 +35,7 @@ from conformance.profiles import Profile
 from conformance.protection import unprotect
 from conformance.results import CaseResult, SecretValue, StepRecord
 from conformance.target import Target, User
+from conformance.uestate import UeKeyStore, UnboundValue, with_delivered_signing_key
 from conformance.verdicts import CheckResult, Outcome, Strength, Verdict, fold_checks, worse
 from conformance.xmlsafe import StructureRejected, XmlRejected, check_tree, parse_xml
 
@@ -122,7 +124,9 @@ class Runner:
             # The case's own work (parsing, decryption, checks) has a CPU budget; its
             # exchanges are bounded by timeout_s instead and pause the clock.
             with cpu_budget(self.target.limits.case_cpu_s):
-                self._run(case, result, _unbudgeted(sender or self.probe.send))
+                self._run(
+                    case, result, _unbudgeted(sender or self.probe.send), live=sender is None
+                )
         except CpuBudgetExceeded as exc:
             self._over_budget(case, result, exc)
         except HarnessError as exc:
@@ -135,7 +139,7 @@ class Runner:
             self._probe.exchanges.clear()  # the result holds them; a run keeps no more
         return result
 
-    def _run(self, case: Case, result: CaseResult, send: Sender) -> None:
+    def _run(self, case: Case, result: CaseResult, send: Sender, *, live: bool) -> None:
         if not pics_applies(case.pics, pics_values(self.target)):
             result.verdict = Verdict.NA
             result.reason = f"PICS: the target does not claim {case.pics}"
@@ -147,7 +151,20 @@ class Runner:
                 return
         history: list[StepView] = []
         named_results: list[CheckResult] = []
-        for step in case.steps:
+        store = UeKeyStore(self.target)
+        result.secrets = store.secrets
+        for written in case.steps:
+            try:
+                spec = store.resolve(written.spec)
+            except LookupError as exc:
+                result.verdict, result.reason = Verdict.NA, f"PIXIT: needs {exc}"
+                return
+            except UnboundValue as exc:
+                result.verdict, result.reason = Verdict.INCONC, f"{written.label}: {exc}"
+                return
+            step = replace(written, spec=spec)
+            if live:
+                self.probe.hold(store.held_users())
             try:
                 exchange = send(step.spec, step.label)
             except MissingInput as exc:
@@ -156,6 +173,9 @@ class Runner:
             except PreconditionFailed as exc:
                 result.verdict, result.reason = Verdict.INCONC, f"precondition failed: {exc}"
                 return
+            finally:
+                if live:
+                    self.probe.hold(None)
             record = StepRecord(step.label, exchange)
             result.steps.append(record)
             if exchange.error is not None and step.spec.get("scheme", "https") != "http":
@@ -167,9 +187,11 @@ class Runner:
                 result.verdict = verdict
                 result.reason = f"{step.label}: {exchange.error}"
                 return
-            user = self._user(step)
+            number = int(step.spec.get("user", 1))
+            user = store.user(number)
             self._doing = f"{step.label}: parsing the response"
             parsed = self._parse(exchange.body, user) if exchange.body else _Parsed()
+            user = self._delivering_user(parsed, user, exchange.body)
             record.plaintext = parsed.plaintext
             if parsed.over_limit is not None:
                 record.checks.append(self._over_limit(case, parsed.over_limit))
@@ -178,6 +200,7 @@ class Runner:
                 result.reason = f"{step.label}: {parsed.over_limit}"
                 return
             context = self._context(step, exchange, parsed, user, history)
+            context.params[PREVIOUS] = store.previous(number)
             record.checks.extend(self._expectations(case, step, exchange, parsed))
             for name in step.checks:
                 self._doing = f"{step.label}: check {name}"
@@ -186,6 +209,14 @@ class Runner:
                 record.checks.append(check_result)
                 named_results.append(check_result)
             result.checks.extend(record.checks)
+            keys = store.after_step(
+                step.label, number, parsed.plain, parsed.protection, self.profile
+            )
+            record.ue_keys = keys.as_dict()
+            missing = [k for k in step.delivers if not store.delivered(step.label, k)]
+            if missing:
+                self._not_delivered(case, result, step, missing, keys.notes)
+                return
             history.append(
                 StepView(
                     step.label,
@@ -197,6 +228,40 @@ class Runner:
                 )
             )
         self._verdict(case, result, named_results)
+
+    def _not_delivered(
+        self, case: Case, result: CaseResult, step: Step, missing: list[str], notes: list[str]
+    ) -> None:
+        """A step the later steps need a new key from delivered none the UE could adopt:
+        the KMS may deliver (D.3.1), so that alone is inconc; a violation seen is a fail."""
+        self._verdict(case, result, [])
+        if result.verdict in (Verdict.FAIL, Verdict.ERROR):
+            return
+        names = " and ".join(
+            f"New{'TransportKey' if k == 'trk' else 'IntegrityKey'}" for k in missing
+        )
+        why = f" ({notes[0]})" if notes else ""
+        result.verdict = worse(result.verdict, Verdict.INCONC)
+        result.reason = (
+            f"{step.label}: no {names} the UE could adopt{why}; the KMS may deliver one "
+            "(D.3.1), and the later steps of the case need it"
+        )
+
+    def _delivering_user(self, parsed: _Parsed, user: User | None, body: bytes) -> User | None:
+        """Profile ``delivering_response_keys = "delivered"``: judge the response that
+        delivers an InK with that InK (conformance/uestate.py)."""
+        if user is None or self.profile.delivering_response_keys != "delivered" or not body:
+            return user
+        delivered = with_delivered_signing_key(user, parsed.plain, parsed.protection)
+        if delivered is None:
+            return user
+        again = self._parse(body, delivered)
+        parsed.plain, parsed.protection, parsed.plaintext = (
+            again.plain,
+            again.protection,
+            again.plaintext,
+        )
+        return delivered
 
     def _verdict(self, case: Case, result: CaseResult, named: list[CheckResult]) -> None:
         verdict = fold_checks(result.checks, strict=self.strict)
@@ -220,10 +285,6 @@ class Runner:
         result.reason = f"warning: {warnings[0].name}: {warnings[0].message}" if warnings else ""
 
     # -- pieces ---------------------------------------------------------------------------
-
-    def _user(self, step: Step) -> User | None:
-        index = int(step.spec.get("user", 1)) - 1
-        return self.target.users[index] if 0 <= index < len(self.target.users) else None
 
     def _parse(self, body: bytes, user: User | None) -> _Parsed:
         parsed = _Parsed()

@@ -271,7 +271,7 @@ def _decorate(config: pytest.Config, result: CaseResult) -> None:
     from conformance.report import Redactor
     from conformance.report.allure_support import decorate
 
-    decorate(result, Redactor(collect_secrets(_target(config))))
+    decorate(result, Redactor([*collect_secrets(_target(config)), *result.secrets]))
 
 
 # Case results travel to the controlling process outside the test reports: user

@@ -164,6 +164,7 @@ class Probe:
         self._user_clients: dict[int, tuple[httpx.Client, _DeadlineTransport]] = {}
         self._init_body: bytes | None = None
         self._init_done = False
+        self._held: dict[int, User] = {}
         self._init_certificate: KmsCertificate | None = None
 
     # -- lifetime --------------------------------------------------------------------
@@ -278,11 +279,16 @@ class Probe:
         ``MissingInput`` when user 1 has no token.
         """
         if not self._init_done:
-            exchange = self.send({"request": "init"}, "init-preliminary")
+            # The run-wide preliminary init is made with the target file's keys.
+            held, self._held = self._held, {}
+            try:
+                exchange = self.send({"request": "init"}, "init-preliminary")
+            finally:
+                self._held = held
             self._init_done = True
             if exchange.answered and exchange.status == 200 and not exchange.truncated:
                 self._init_body = exchange.body
-                content = self._message_content(exchange.body, self._user(1))
+                content = self._message_content(exchange.body, self.target.users[0])
                 if isinstance(content, KmsInit) and content.certificates:
                     self._init_certificate = content.certificates[0]
         return self._init_body
@@ -417,14 +423,15 @@ class Probe:
     def _keyprov_time(self, value: str) -> str:
         if value == "now":
             return encode_ntp_time(ntp_seconds(self._now()))
-        if value != "next-period":
+        if value not in ("next-period", "previous-period"):
             return value  # a literal: sent as given, malformed ones included
         certificate = self._certificate_for_periods()
         try:
             period = int(certificate.get("UserKeyPeriod") or "")
             offset = int(certificate.get("UserKeyOffset") or "0")
             current = key_period_no(self._now(), period, offset)
-            start = period_start(current + 1, period, offset) + timedelta(seconds=1)
+            step = 1 if value == "next-period" else -1
+            start = period_start(current + step, period, offset) + timedelta(seconds=1)
             return encode_ntp_time(ntp_seconds(start))
         except (ValueError, CryptoError) as exc:
             raise PreconditionFailed(
@@ -705,10 +712,15 @@ class Probe:
 
     # -- small helpers -------------------------------------------------------------------
 
+    def hold(self, users: Mapping[int, User] | None) -> None:
+        """The keys the UE holds in the running case (conformance.uestate), by user number:
+        requests name and sign with them. None: the keys of the target file."""
+        self._held = dict(users or {})
+
     def _user(self, number: int) -> User:
         if not 1 <= number <= len(self.target.users):
             raise MissingInput(f"users[{number}]")
-        return self.target.users[number - 1]
+        return self._held.get(number) or self.target.users[number - 1]
 
     def _now(self) -> datetime:
         now = self._clock()

@@ -53,6 +53,8 @@ class StepRecord:
     plaintext: bytes | None = None
     checks: list[CheckResult] = field(default_factory=list)
     bodies: dict[str, BodyFacts] = field(default_factory=dict)
+    # The UE's keys around the step (conformance/uestate.py): IDs and fingerprints only.
+    ue_keys: dict[str, Any] | None = None
 
 
 @dataclass
@@ -80,6 +82,8 @@ class CaseResult:
     evidence_written: bool = False
     evidence_notes: list[str] = field(default_factory=list)
     found_secrets: list[SecretValue] = field(default_factory=list)
+    # Secrets the case learnt (keys a response delivered), for the redactor: never written.
+    secrets: list[SecretValue] = field(default_factory=list, repr=False)
 
     @property
     def warnings(self) -> int:
@@ -153,6 +157,7 @@ def case_to_wire(case: CaseResult) -> dict[str, Any]:
                 "plaintext": _b64(s.plaintext),
                 "checks": [_check_to_wire(c) for c in s.checks],
                 "bodies": {k: v.__dict__ for k, v in s.bodies.items()},
+                "ue_keys": s.ue_keys,
             }
             for s in case.steps
         ],
@@ -160,6 +165,8 @@ def case_to_wire(case: CaseResult) -> dict[str, Any]:
         "evidence_written": case.evidence_written,
         "evidence_notes": list(case.evidence_notes),
         "found_secrets": [[f.label, _b64(f.value)] for f in case.found_secrets],
+        # Keys delivered during the case: the controller's redactor needs their values.
+        "secrets": [{"label": x.label, "value": _b64(x.value)} for x in case.secrets],
     }
 
 
@@ -184,6 +191,7 @@ def case_from_wire(data: dict[str, Any]) -> CaseResult:
                 plaintext=_unb64(s["plaintext"]),
                 checks=[_check_from_wire(c) for c in s["checks"]],
                 bodies={k: BodyFacts(**v) for k, v in s.get("bodies", {}).items()},
+                ue_keys=s.get("ue_keys"),
             )
             for s in data["steps"]
         ],
@@ -193,6 +201,9 @@ def case_from_wire(data: dict[str, Any]) -> CaseResult:
         found_secrets=[
             SecretValue(label, _unb64(value) or b"")
             for label, value in data.get("found_secrets", [])
+        ],
+        secrets=[
+            SecretValue(x["label"], _unb64(x["value"]) or b"") for x in data.get("secrets", ())
         ],
     )
 

@@ -437,6 +437,15 @@ def explain(case_id: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) ->
         )
         message = f", message {step.expect_message}" if step.expect_message else ""
         print(f"    expects: HTTP {step.status_text}{message}", file=out)
+        if step.delivers:
+            names = " and ".join(
+                f"a new {k.replace('trk', 'TrK').replace('ink', 'InK')}" for k in step.delivers
+            )
+            print(
+                f"    delivers: {names} the later steps need (none the UE can adopt: "
+                "inconc, as the KMS may deliver)",
+                file=out,
+            )
         for name in step.checks:
             spec_ = REGISTRY[name]
             print(
@@ -444,8 +453,21 @@ def explain(case_id: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) ->
                 f"{', inferred' if spec_.inferred else ''}]: {spec_.summary}",
                 file=out,
             )
+    if len(case.steps) > 1 or any(step.delivers for step in case.steps):
+        print(f"  {UE_MODEL}", file=out)
     print(f"  defined in {case.file.name}:{case.line}", file=out)
     return EXIT_OK
+
+
+# How the harness models the UE (conformance/uestate.py), for `explain`.
+UE_MODEL = (
+    "UE key state: every step is sent and judged with the TrK/InK the UE holds then, "
+    "starting from the target file; a NewTransportKey/NewIntegrityKey replaces them only "
+    "when its response decrypts and verifies and it unwraps under the TrK held; the "
+    "delivering response itself is judged with the keys held before it (profile setting "
+    "delivering_response_keys, default 'held'). Reports show key IDs and SHA-256 "
+    "fingerprints, never values."
+)
 
 
 def coverage_markdown(cases: Sequence[Case]) -> str:

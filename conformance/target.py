@@ -112,6 +112,11 @@ class Pics:
     request_signing: bool = False
     certcache_incremental: bool = False
     tk_ik_delivery: bool = False
+    # Stateful scenarios (issue 12): the KMS delivers a new TrK / InK in init and keyprov
+    # (D.3.1 "may"), or can have its own certificate replaced during a run.
+    trk_rotation: bool = False
+    ink_rotation: bool = False
+    kms_cert_rotation: bool = False
 
     def as_dict(self) -> dict[str, bool | str]:
         return {name: getattr(self, name) for name in _PICS_TYPES}
@@ -606,6 +611,9 @@ _PICS_TYPES: dict[str, type] = {
     "request_signing": bool,
     "certcache_incremental": bool,
     "tk_ik_delivery": bool,
+    "trk_rotation": bool,
+    "ink_rotation": bool,
+    "kms_cert_rotation": bool,
 }
 
 

@@ -10,7 +10,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from refkms.faults import ActiveFaults, catalogue_json, catalogue_text, fault_names
+from refkms.faults import (
+    ActiveFaults,
+    catalogue_json,
+    catalogue_text,
+    embedded_config,
+    fault_names,
+)
 from refkms.profiles import DEFAULT_PROFILE, PROFILES
 
 EXIT_USAGE = 2
@@ -63,6 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--config", metavar="FILE")
     serve.add_argument("--state", metavar="DIR")
     serve.add_argument("--users", type=int, default=0, metavar="N", help="also ue1..ueN")
+    serve.add_argument(
+        "--rotate",
+        metavar="KEYS",
+        help="deliver new keys in init and keyprov: trk, ink or trk,ink (refkms.rotation)",
+    )
     faults = sub.add_parser("faults", help="list the fault catalogue")
     faults.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -74,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     # Imported here so that "faults" answers without loading the crypto layer.
-    from refkms.config import ConfigError, load_config
+    from refkms.config import ConfigError, config_from_mapping, load_config, with_rotation
     from refkms.domain import Domain
     from refkms.loadusers import with_load_users
     from refkms.server import run_forever
@@ -87,14 +98,35 @@ def _serve(args: argparse.Namespace) -> int:
         return _usage(f"unknown profile {args.profile!r}; known profiles: {', '.join(PROFILES)}")
     try:
         config = load_config(Path(args.config) if args.config else None)
+        if not args.config and fault_config(args.fault):
+            # A fault observable only in some mode (e.g. rotation on) gets that mode.
+            config = config_from_mapping(fault_config(args.fault))
+            print(f"refkms: configuration for the faults: {fault_config(args.fault)}", flush=True)
         config = with_load_users(config, args.users)
     except ConfigError as exc:
         return _usage(f"bad configuration: {exc}")
+    if args.rotate:
+        keys = {k.strip() for k in args.rotate.split(",") if k.strip()}
+        if not keys or not keys <= {"trk", "ink"}:
+            return _usage(f"--rotate {args.rotate!r}: give trk, ink or trk,ink")
+        config = with_rotation(config, trk="trk" in keys, ink="ink" in keys)
     state_path = Path(args.state) if args.state else Path(tempfile.mkdtemp(prefix="refkms-"))
     print(f"refkms: state directory {state_path.resolve()}", flush=True)
     state = StateDir(state_path)
     domain = Domain(config, PROFILES[args.profile], ActiveFaults(args.fault), state)
     return run_forever(domain, state, args.port, use_tls=not args.http)
+
+
+def fault_config(names: Sequence[str]) -> dict[str, Any]:
+    """The configuration the named faults need, merged table by table."""
+    merged: dict[str, Any] = {}
+    for name in names:
+        for key, value in embedded_config(name).items():
+            if isinstance(value, dict):
+                merged[key] = {**merged.get(key, {}), **value}
+            else:
+                merged[key] = value
+    return merged
 
 
 def _usage(message: str) -> int:

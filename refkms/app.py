@@ -31,6 +31,7 @@ from refkms.domain import Certificate, Domain, User
 from refkms.messages import Envelope
 from refkms.protection import Protection, key_wrapper, new_key_elements, protect_response
 from refkms.requests import KmsRequest, RequestContext, RequestRefused, check_request, read_request
+from refkms.rotation import KeyChain, UnknownKeyId, signing_key_id
 from refkms.tokens import TokenRejected
 from refkms.xmlsafe import MAX_REQUEST_BYTES
 
@@ -81,6 +82,7 @@ class Exchange:
     user: User | None = None
     body: KmsRequest | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
+    generations: tuple[int, int] = (0, 0)  # TrK and InK generations the UE holds
 
 
 def create_app(domain: Domain) -> Starlette:
@@ -125,6 +127,11 @@ class ReferenceKms:
     def __init__(self, domain: Domain) -> None:
         self.domain = domain
         self.faults = domain.faults
+        self.key_chains = {
+            uri: KeyChain(user, domain.rotation_seeds[uri]) for uri, user in domain.users.items()
+        }
+        # The newest TrK generation delivered per user: read only by a rotation fault.
+        self._newest_trk: dict[str, int] = {}
 
     async def endpoint(self, request: Request) -> Response:
         exchange = Exchange("", (), _client_req_url(request), _raw_path(request))
@@ -165,11 +172,45 @@ class ReferenceKms:
         exchange.user = self.authorize(request.headers.get("authorization"))
         try:
             exchange.body = read_request(body)
+            generations = self.held_generations(exchange.user, exchange.body)
+            held = self.key_chains[exchange.user.uri].holding(*generations)
             if exchange.body is not None:
-                check_request(exchange.body, self._request_context(exchange.user, exchange.path))
+                check_request(exchange.body, self._request_context(held, exchange.path))
         except RequestRefused as refused:
             raise KmsFailure(refused.status, refused.message) from None
+        newest = self._newest_trk.get(held.uri, 0)
+        named = exchange.body is not None and exchange.body.trk_id is not None
+        if (
+            self.faults.on("rotation-old-trk-id-answered-with-new")
+            and named
+            and (generations[0] < newest)
+        ):
+            # Ignores the TrK the request names and answers under the newest it delivered.
+            generations = (newest, generations[1])
+            held = self.key_chains[held.uri].holding(*generations)
+        exchange.generations = generations
+        exchange.user = self.key_chains[held.uri].faulted(held, *generations, self.faults)
         return self.respond(exchange)
+
+    def held_generations(self, user: User, body: KmsRequest | None) -> tuple[int, int]:
+        """The TrK and InK generations the UE holds, as its request names them (a request
+        naming none holds the provisioned keys; refkms.rotation)."""
+        chain = self.key_chains[user.uri]
+        if body is None:
+            return 0, 0
+        try:
+            trk = chain.trk_generation(body.trk_id) if body.trk_id is not None else 0
+        except UnknownKeyId as exc:
+            raise RequestRefused(400, str(exc)) from None
+        signer = body.signature_id
+        if signer is None and body.signature is not None:
+            signer = signing_key_id(body.signature)
+        ink = (chain.ink_generation(signer) if signer is not None else None) or 0
+        policy = self.domain.config.protection
+        if (trk and not policy.rotate_trk) or (ink and not policy.rotate_ink):
+            # Without rotation no later generation was ever delivered.
+            raise RequestRefused(400, "the request names a key this KMS never delivered")
+        return trk, ink
 
     def authorize(self, authorization: str | None) -> User:
         domain = self.domain
@@ -218,7 +259,7 @@ class ReferenceKms:
     def init(self, exchange: Exchange) -> tuple[str, etree._Element]:
         assert exchange.user is not None
         certificate = self._certificate_xml(self.served_root_certificate(), in_init=True)
-        return exchange.user.uri, messages.kms_init(certificate, self._new_keys(exchange.user))
+        return exchange.user.uri, messages.kms_init(certificate, self._new_keys(exchange))
 
     def keyprov(self, exchange: Exchange) -> tuple[str, etree._Element]:
         assert exchange.user is not None
@@ -228,7 +269,7 @@ class ReferenceKms:
             self.faults.on("authz-other-users-keys-served") and user_uri in domain.users
         ):
             raise KmsFailure(403, "a user may not obtain another identity's key material")
-        period_no = domain.issuer.current_period_no(domain.clock())
+        period_no = current = domain.issuer.current_period_no(domain.clock())
         if len(exchange.args) == 2 and not self.faults.on("keyprov-time-ignored"):
             try:
                 ntp = decode_ntp_time(exchange.args[1])
@@ -238,6 +279,9 @@ class ReferenceKms:
         if period_no < 0:
             raise KmsFailure(400, "the requested time lies before the first key period")
         key_set = domain.issuer.key_set(user_uri, period_no)
+        if period_no != current and self.faults.on("period-other-numbered-current"):
+            # The keys of the requested period, numbered as the current one.
+            key_set = replace(key_set, period_no=current)
         protection = self._protection(user)
         element = messages.kms_key_set(
             key_set,
@@ -247,7 +291,7 @@ class ReferenceKms:
             other_user=domain.other_user(user_uri),
             wrap=key_wrapper(protection) if protection.policy.encryption == "keys" else None,
         )
-        return user_uri, messages.kms_key_prov([element], self._new_keys(user))
+        return user_uri, messages.kms_key_prov([element], self._new_keys(exchange))
 
     def certcache(self, exchange: Exchange) -> tuple[str, etree._Element]:
         assert exchange.user is not None
@@ -343,11 +387,22 @@ class ReferenceKms:
             certificate, self.faults, self.domain.clock(), in_init=in_init
         )
 
-    def _new_keys(self, user: User) -> list[etree._Element]:
-        return [
-            messages.new_key_element(name, encrypted_key)
-            for name, encrypted_key in new_key_elements(self._protection(user))
-        ]
+    def _new_keys(self, exchange: Exchange) -> list[etree._Element]:
+        # A new key goes only to a UE whose request names the TrK it holds: after the
+        # delivery the KMS must use the TrK "currently residing in the MC UE" (seed CR),
+        # and it learns which one that is from the next request (refkms.rotation).
+        body = exchange.body
+        if exchange.user is None or body is None or body.trk_id is None:
+            return []
+        if self.domain.config.protection.rotate_trk:
+            uri, delivered = exchange.user.uri, exchange.generations[0] + 1
+            self._newest_trk[uri] = max(self._newest_trk.get(uri, 0), delivered)
+        delivered = new_key_elements(self._protection(exchange.user))
+        if body.signature is None:
+            # Likewise a new InK only to a signed request: its Signature-ID tells the KMS
+            # which key signs for the UE, and the UE signs with the InK it adopted.
+            delivered = [(n, e) for n, e in delivered if n != "NewIntegrityKey"]
+        return [messages.new_key_element(name, encrypted_key) for name, encrypted_key in delivered]
 
     def _wrong_message_type(self, kind: str) -> etree._Element:
         certificate = self._certificate_xml(self.domain.own_certificate)

@@ -19,7 +19,8 @@ Example (every key optional)::
     encryption = "none"            # "none" | "message" | "keys"
     signing = true
     rotate_trk = false             # deliver a NewTransportKey in init and keyprov
-    rotate_ink = false
+    rotate_ink = false             # ... a NewIntegrityKey (a first InK to a TrK-only user)
+                                   # (serve --rotate trk,ink; refkms/rotation.py)
 
     [[users]]                      # trk/ink hex: generated in the state dir when absent
     uri = "sip:alice@example.org"
@@ -140,6 +141,16 @@ def config_from_mapping(raw: dict[str, Any]) -> KmsConfig:
     lookup = raw.get("lookup")
     table = dict(lookup) if isinstance(lookup, dict) else _default_lookup(config)
     return _replace_lookup(config, table)
+
+
+def with_rotation(config: KmsConfig, *, trk: bool, ink: bool) -> KmsConfig:
+    """``config`` with TrK and/or InK rotation switched on (``serve --rotate``)."""
+    policy = replace(
+        config.protection,
+        rotate_trk=config.protection.rotate_trk or trk,
+        rotate_ink=config.protection.rotate_ink or ink,
+    )
+    return replace(config, protection=policy)
 
 
 def _default_users() -> tuple[UserConfig, ...]:

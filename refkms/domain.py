@@ -11,6 +11,7 @@ from refkms.config import KmsConfig
 from refkms.faults import ActiveFaults
 from refkms.keys import KeyIssuer
 from refkms.profiles import Profile
+from refkms.rotation import generation_id, generation_key
 from refkms.state import DomainSecrets, MasterSecrets, StateDir
 from refkms.tokens import TokenAuthority, TokenPolicy
 
@@ -69,6 +70,8 @@ class Domain:
             for p in config.partners
         )
         self.users = _users(config, secrets)
+        # Seeds of the TrK/InK generations a rotation delivers (refkms.rotation).
+        self.rotation_seeds = {uri: keys.next_trk for uri, keys in secrets.users.items()}
         self.lookup = dict(config.lookup)
         self.issuer = KeyIssuer(
             kms_uri=config.kms_uri,
@@ -129,13 +132,14 @@ def _users(config: KmsConfig, secrets: DomainSecrets) -> dict[str, User]:
             trk=keys.trk,
             ink_id=entry.ink_id,
             ink=keys.ink,
-            next_trk_id=_next_id(entry.trk_id),
-            next_trk=keys.next_trk,
-            next_ink_id=_next_id(entry.ink_id) if entry.ink_id is not None else None,
-            next_ink=keys.next_ink,
+            # Generation 1 of the rotation chain (refkms.rotation), seeded by next_trk.
+            next_trk_id=generation_id(entry.trk_id, 1),
+            next_trk=generation_key(keys.next_trk, "trk", 1, len(keys.trk)),
+            next_ink_id=generation_id(entry.ink_id, 1) if entry.ink_id is not None else None,
+            next_ink=(
+                generation_key(keys.next_trk, "ink", 1, len(keys.ink))
+                if keys.ink is not None and entry.ink_id is not None
+                else None
+            ),
         )
     return users
-
-
-def _next_id(key_id: bytes) -> bytes:
-    return (key_id + b".next")[-64:]

@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from typing import Any
+
+from refkms.rotation_faults import EMBEDDED_CONFIG, ROTATION_FAULTS
 
 HOOK_ROUTING = "refkms.app:ReferenceKms.dispatch / check_method"
 HOOK_ACCESS = "refkms.app:ReferenceKms.authorize / keyprov, refkms.tokens:TokenAuthority.verify"
@@ -288,7 +291,7 @@ FAULTS: tuple[Fault, ...] = (
         "rsk-changes-between-calls",
         "every second keyprov issues the RSK under a stale master secret",
         ("REQ-104", "REQ-102"),
-        ("KEYPROV-RSK-STABLE-001",),
+        ("KEYPROV-RSK-STABLE-001", "ROT-PERIOD-002"),
         HOOK_KEYS,
     ),
     Fault(
@@ -541,9 +544,22 @@ FAULTS: tuple[Fault, ...] = (
         ("TRANSPORT-CTYPE-001", "TRANSPORT-CTYPE-002"),
         HOOK_TRANSPORT,
     ),
+    # Stateful UE scenarios: TrK/InK rotation and key periods (refkms/rotation_faults.py)
+    *(
+        Fault(
+            *entry,
+            protection=tuple(EMBEDDED_CONFIG.get(entry[0], {}).get("protection", {}).items()),
+        )
+        for entry in ROTATION_FAULTS
+    ),
 )
 
 _BY_NAME = {fault.name: fault for fault in FAULTS}
+
+
+def embedded_config(name: str) -> dict[str, Any]:
+    """The refkms configuration fault ``name`` needs ({} for the default one)."""
+    return _BY_NAME[name].embedded_config()
 
 
 # Faults that break only should-strength or inferred rules: DESIGN.md section 3 makes
@@ -575,6 +591,7 @@ WARNING_ONLY = frozenset(
         "request-bad-signature-accepted",
         "request-stale-time-accepted",
         "request-useruri-not-checked",
+        "rotation-old-trk-id-answered-with-new",
         "sig-not-covering-message",
         "unknown-path-served",
     }

@@ -54,6 +54,7 @@ class KeyIssuer:
         self._rsk_cache: dict[tuple[int, bytes], bytes] = {}
         self._lock = threading.Lock()
         self._calls = 0
+        self._first_identifier: dict[str, bytes] = {}
 
     def period_no_at(self, ntp: int) -> int:
         """The key period containing NTP second ``ntp``."""
@@ -93,6 +94,10 @@ class KeyIssuer:
         if self._faults.on("rsk-other-identity"):
             other = next((uri for uri in self._other_users if uri != user_uri), user_uri + ".x")
             identifier = self.uid(other, period_no)
+        if self._faults.on("rsk-same-across-periods"):
+            with self._lock:
+                # The first period's RSK is served for every period of the user.
+                identifier = self._first_identifier.setdefault(user_uri, identifier)
         if self._faults.on("rsk-changes-between-calls"):
             with self._lock:
                 self._calls += 1

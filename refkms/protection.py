@@ -66,15 +66,19 @@ def new_key_elements(protection: Protection) -> list[tuple[str, etree._Element]]
     user = protection.user
     delivered: list[tuple[str, etree._Element]] = []
     if protection.policy.rotate_trk:
-        delivered.append(("NewTransportKey", _carried(user, user.next_trk, user.next_trk_id)))
+        carried = _carried(user, user.next_trk, user.next_trk_id, protection.faults)
+        delivered.append(("NewTransportKey", carried))
     if protection.policy.rotate_ink and user.next_ink is not None and user.next_ink_id:
-        delivered.append(("NewIntegrityKey", _carried(user, user.next_ink, user.next_ink_id)))
+        carried = _carried(user, user.next_ink, user.next_ink_id, protection.faults)
+        delivered.append(("NewIntegrityKey", carried))
     return delivered
 
 
-def _carried(user: User, key: bytes, key_id: bytes) -> etree._Element:
+def _carried(user: User, key: bytes, key_id: bytes, faults: ActiveFaults) -> etree._Element:
     name = base64.b64encode(key_id).decode("ascii")
-    return xmlenc.build_encrypted_key(user.trk, key, user.trk_id, xmlenc.KW_AES128_PAD, name)
+    # The UE can only unwrap under the TrK it holds; the fault wraps under the next one.
+    kek = user.next_trk if faults.on("rotation-delivered-key-wrong-kek") else user.trk
+    return xmlenc.build_encrypted_key(kek, key, user.trk_id, xmlenc.KW_AES128_PAD, name)
 
 
 def _encrypt_message(
@@ -88,6 +92,9 @@ def _encrypt_message(
     plaintext = b"".join(etree.tostring(child, encoding="utf-8") for child in message)
     key = user.next_trk if faults.on("enc-wrong-key") else user.trk
     trk_id = protection.other_user.trk_id if faults.on("enc-trkid-wrong") else user.trk_id
+    if faults.on("rotation-new-trk-protects-delivery") and _delivers_trk(message):
+        # Switches to the new TrK one response early: the UE cannot read the delivery.
+        key, trk_id = user.next_trk, user.next_trk_id
     key_name = b"trk.0.stale" if faults.on("enc-keyinfo-differs") else trk_id
     encrypted = xmlenc.encrypt_content(message, key, key_name)
     if faults.on("enc-type-element"):
@@ -98,6 +105,10 @@ def _encrypt_message(
         _flip_octet(_cipher_value(encrypted), -1)
     if not faults.on("enc-trkid-missing"):
         _add_trk_id(response, trk_id, protection)
+
+
+def _delivers_trk(message: etree._Element) -> bool:
+    return next(message.iter(tag("NewTransportKey")), None) is not None
 
 
 def _recrypt_as_cbc(encrypted: etree._Element, key: bytes, plaintext: bytes) -> None:

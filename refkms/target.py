@@ -22,6 +22,7 @@ ALLOWED_SKEW_S = 300
 
 def target_description(domain: Domain, base_url: str, ca_file: Path | None) -> dict[str, Any]:
     config, policy = domain.config, domain.config.protection
+    rotates = domain.profile.key_id_elements
     users = list(domain.users.values())
     first = users[0]
     target: dict[str, Any] = {"base_url": base_url, "verify_tls": ca_file is not None}
@@ -44,7 +45,11 @@ def target_description(domain: Domain, base_url: str, ca_file: Path | None) -> d
             "ink": first.ink is not None,
             "request_signing": True,
             "certcache_incremental": True,
-            "tk_ik_delivery": policy.rotate_trk or policy.rotate_ink,
+            # New keys go to requests that name the UE's TrK (TrK-ID: Rel-17 profiles).
+            "tk_ik_delivery": rotates and (policy.rotate_trk or policy.rotate_ink),
+            "trk_rotation": rotates and policy.rotate_trk,
+            "ink_rotation": rotates and policy.rotate_ink,
+            "kms_cert_rotation": False,
         },
         "pixit": {
             "kms_uri": config.kms_uri,

@@ -7,6 +7,10 @@ tests/test_check_proofs.py; that test lists any check proven by neither.
 """
 
 FAULT_PROOFS: dict[str, str] = {
+    "state.trk-current": "rotation-old-trk-used",
+    "state.delivery-protection": "rotation-new-trk-protects-delivery",
+    "state.rsks-differ": "rsk-same-across-periods",
+    "state.old-trk-id": "rotation-old-trk-id-answered-with-new",
     "init.one-certificate": "enc-wrong-key",
     "init.role-root": "cert-role-external-in-init",
     "certificate.mandatory-fields": "cert-missing-userkeyperiod",

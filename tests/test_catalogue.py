@@ -115,6 +115,7 @@ def test_case_ids_are_unique_well_formed_and_carry_their_area() -> None:
         "lookup": ("LOOKUP-", "REDIRECT-"),
         "security": ("SEC-",),
         "errors": ("ERR-",),
+        "rotation": ("ROT-",),
     }
     for area in AREAS:
         for case in area_file(area)["cases"]:

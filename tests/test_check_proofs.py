@@ -254,7 +254,8 @@ PROOFS: dict[str, Proof] = {
     "security.new-keys": Proof(
         set_attribute(".//k:KmsInit", f"{{{XSI_NS}}}type", "KmsInitType"),
         "KmsInit carries it with xsi:type KmsInitType, expected KmsInitTkIkType",
-        INIT,
+        # New keys go to a request naming the UE's TrK (refkms.rotation).
+        ({"request": "init", "body": "request"},),
         "protected",
     ),
     "transport.tls": Proof(tls_1_1, "the TLS version is too old"),

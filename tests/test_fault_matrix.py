@@ -71,6 +71,12 @@ _WRONG_KEY_NAMED = (
 _SHORT_HMAC = "a 128-bit HMAC verifies under no accepted profile, so no signature check passes"
 _NO_401 = "a tokenless request gets 200, so no 401 exists to carry the error code"
 _NOT_XSD_INTEGER = "the non-integer ErrorCode also breaks the schema's ErrorType (xsd:integer)"
+_STALE_TRK = "after a delivery the KMS encrypts with the TrK the UE no longer holds: unreadable"
+_UNHELD_TRK = "a delivering response is encrypted with a TrK the UE does not hold yet: unreadable"
+_NEWEST_TRK = (
+    "a request naming the provisioned TrK is answered under the newest one, which the UE "
+    "does not hold: the answer is unreadable"
+)
 COLLATERAL: dict[str, dict[str, str]] = {
     "envelope-wrong-namespace": {
         "ENV-CHOICE-001": _NO_KMS_RESPONSE,
@@ -249,6 +255,25 @@ COLLATERAL: dict[str, dict[str, str]] = {
     "unknown-path-served": {
         "ERR-CODE-001": _PATH_SERVED,
     },
+    # Rotation (issue 12): the period cases name the UE's keys in every request, so a
+    # rotating KMS delivers keys in them too and the fault reaches their later steps.
+    "rotation-old-trk-used": {
+        "ROT-PERIOD-001": _STALE_TRK,
+        "ROT-PERIOD-002": _STALE_TRK,
+    },
+    "rotation-new-trk-protects-delivery": {
+        "ROT-PERIOD-001": _UNHELD_TRK,
+        "ROT-PERIOD-002": _UNHELD_TRK,
+    },
+    "rotation-old-trk-id-answered-with-new": {
+        "ROT-PERIOD-001": _NEWEST_TRK,
+        "ROT-PERIOD-002": _NEWEST_TRK,
+        "ROT-TRK-001": _NEWEST_TRK,
+    },
+    "period-other-numbered-current": {
+        "ROT-PERIOD-002": "next-period key sets claim the current period, so two RSKs share "
+        "one period number and the within-period stability rule sees them differ",
+    },
     "error-code-not-integer": {
         "ERR-SHAPE-002": _NOT_XSD_INTEGER,
     },
@@ -274,6 +299,15 @@ MODES: dict[str, tuple[str, dict[str, Any]]] = {
         },
     ),
     "r16-sign": ("ts33180-r16", {}),
+    # Rotation on (issue 12): the UE model follows every delivered TrK/InK.
+    "r17-message-rotating": (
+        "ts33180-r17",
+        {"protection": {"encryption": "message", "rotate_trk": True, "rotate_ink": True}},
+    ),
+    "r17-keys-rotating": (
+        "ts33180-r17",
+        {"protection": {"encryption": "keys", "rotate_trk": True, "rotate_ink": True}},
+    ),
 }
 
 

@@ -106,3 +106,50 @@ def _rsk_of_user_one(target) -> bytes:  # type: ignore[no-untyped-def]
     match = re.search(rb"UserDecryptKey[^>]*>\s*([0-9A-Fa-f]{514})", response.content)
     assert match, "no plaintext RSK in the keyprov answer"
     return bytes.fromhex(match.group(1).decode())
+
+
+def test_keys_a_case_learnt_are_redacted_wherever_quoted(tmp_path: Path) -> None:
+    """A key the UE store adopted (CaseResult.secrets, conformance/uestate.py) is a run
+    secret: quoted in a check message it reaches no report in any form."""
+    from datetime import UTC, datetime
+
+    from conformance.exchange import Exchange, RecordedRequest
+    from conformance.report import write_reports
+    from conformance.results import CaseResult, RunResult, SecretValue, StepRecord
+    from conformance.verdicts import CheckResult, Outcome, Verdict
+
+    new_trk = bytes(range(0xA0, 0xB0))
+    quoted = f"raw {new_trk.hex()} / {base64.b64encode(new_trk).decode()}"
+    check = CheckResult(name="state.trk-current", outcome=Outcome.VIOLATION, message=quoted)
+    request = RecordedRequest("POST", "https://kms.test/x", "/x", (), b"", "valid", "none")
+    case = CaseResult(
+        id="ROT-TRK-001",
+        title="t",
+        area="rotation",
+        verdict=Verdict.FAIL,
+        reason=f"state.trk-current: {quoted}",
+        reqs=("REQ-061",),
+        clauses=("D.3.1",),
+        request_types=("init",),
+        steps=[StepRecord("rotate", Exchange("rotate", request, status=200), checks=[check])],
+        checks=[check],
+        secrets=[SecretValue("new-trk", new_trk)],
+    )
+    run = RunResult(
+        started=datetime.now(UTC),
+        duration_s=0.1,
+        tool_version="0",
+        target={},
+        profile="ts33180-r17",
+        pics={},
+        cases=[case],
+        requirements=[],
+    )
+    write_reports(run, tmp_path)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        data = path.read_bytes()
+        for form in _forms(new_trk):
+            assert form not in data, f"the learnt key reached {path}"
+    assert b"redacted new-trk" in (tmp_path / "results.json").read_bytes()

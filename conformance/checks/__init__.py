@@ -11,6 +11,7 @@ from conformance.checks import (  # importing registers their checks
     keyset,
     lookup,
     security,
+    state,
     transport,
 )
 from conformance.checks.base import (
@@ -40,5 +41,6 @@ __all__ = [
     "lookup",
     "run_check",
     "security",
+    "state",
     "transport",
 ]

@@ -53,6 +53,14 @@ class Profile:
     c14n_methods: tuple[str, ...]
     namespace_configurable: bool = False
     description: str = ""
+    # Stateful UE scenarios (conformance/uestate.py). The key that protects the response
+    # delivering a new TrK/InK: "held" (the key the UE held before it; default) or
+    # "delivered" (the signature uses the delivered InK/TrK; encryption always uses the
+    # held TrK, since the new TrK travels inside the encrypted message).
+    delivering_response_keys: str = "held"
+    # A request naming the TrK the UE held before a rotation: "either" (served under that
+    # TrK, REQ-129, or refused with a KmsError), "served" or "refused".
+    old_trk_id_after_rotation: str = "either"
 
     def __post_init__(self) -> None:
         # A caller's dict must not be able to change a registered profile afterwards.

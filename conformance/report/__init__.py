@@ -60,6 +60,7 @@ def redactor_for_run(run: RunResult) -> Redactor:
     found: list[SecretValue] = []
     for case in run.cases:
         found.extend(case.found_secrets)  # what its whole bodies held (they are excerpts now)
+        found.extend(case.secrets)  # keys the case learnt (delivered TrK/InK)
         for step in case.steps:
             for body in (step.exchange.body, step.exchange.request.body, step.plaintext or b""):
                 found.extend(key_material(body))

@@ -145,7 +145,9 @@ def spill_case(
         for body in (step.exchange.body, step.exchange.request.body, step.plaintext or b"")
         for secret in key_material(body)
     ]
-    red = redactor.extended(found) if found else redactor
+    # Keys the case learnt (a delivered TrK/InK, conformance/uestate.py) are secrets too.
+    learnt = found + list(case.secrets)
+    red = redactor.extended(learnt) if learnt else redactor
     write_case_evidence(case, case_dir, red, budget)
     for step in case.steps:
         exchange = step.exchange
@@ -383,6 +385,8 @@ def _step_meta(name: str, step: StepRecord) -> dict[str, Any]:
             "peer_not_after": tls.peer_not_after,
         },
         "notes": list(exchange.notes),
+        # The UE's TrK/InK before and after the step: IDs and fingerprints only.
+        "ue_keys": step.ue_keys,
         "plaintext": step.plaintext is not None,
         # Size and SHA-256 of each body as sent or received, and the octets its file holds.
         "bodies": {

@@ -174,7 +174,33 @@ def _step_view(index: int, step: StepRecord, redactor: Redactor) -> dict[str, An
         "files": files,
         "notes": [redactor.text(note) for note in exchange.notes]
         + [note for kind in step.bodies if (note := excerpt_note(step, kind)) is not None],
+        "ue_keys": [redactor.text(line) for line in ue_key_lines(step.ue_keys)],
     }
+
+
+def ue_key_lines(state: Mapping[str, Any] | None) -> list[str]:
+    """The UE key state of a step as short lines: IDs and fingerprints, never values."""
+    if not state:
+        return []
+
+    def keys(side: Mapping[str, Any]) -> str:
+        parts = []
+        for kind in ("trk", "ink"):
+            key = side.get(kind)
+            label = kind.replace("trk", "TrK").replace("ink", "InK")
+            parts.append(f"{label} {key['id']} ({key['fingerprint']})" if key else f"no {label}")
+        return ", ".join(parts)
+
+    lines = [f"UE keys of user {state.get('user')} before: {keys(state.get('before') or {})}"]
+    for entry in state.get("delivered") or ():
+        label = str(entry.get("kind", "")).replace("trk", "TrK").replace("ink", "InK")
+        if entry.get("adopted"):
+            lines.append(f"delivered new {label} {entry['id']} ({entry['fingerprint']}): adopted")
+        else:
+            lines.append(f"delivered new {label}, not adopted: {entry.get('problem')}")
+    if state.get("after") != state.get("before"):
+        lines.append(f"UE keys after: {keys(state.get('after') or {})}")
+    return lines
 
 
 def _excerpt(body: bytes) -> str:

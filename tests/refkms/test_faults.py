@@ -8,6 +8,7 @@ what they mean: the decrypted plaintext, and whether the signature verifies.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -20,20 +21,25 @@ from typing import Any
 import httpx
 import pytest
 from lxml import etree
-from refkms_testkit import DS, REPO, UE, XENC, RunningKms, make_domain, request_body, serving
+from refkms_testkit import DS, NS, REPO, UE, XENC, RunningKms, make_domain, request_body, serving
 from test_errors import signed_request
 
 from conformance.crypto import xmldsig, xmlenc
 from conformance.crypto.errors import CryptoError
-from refkms.faults import FAULTS, fault_names
+from refkms.faults import EMBEDDED_CONFIG, FAULTS, fault_names
 from refkms.profiles import TOKEN_SCOPE
+from refkms.rotation import KeyChain
 from refkms.state import StateDir
 
 REQ_ID = re.compile(r"REQ-\d{3}")
 CASE_ID = re.compile(r"[A-Z]+(-[A-Z0-9]+)*-\d{3}")
 MESSAGE_PROTECTION = {"encryption": "message", "signing": True}
 # Faults that only show under another protection policy than the smoke default.
-PROTECTION_FOR = {"keys-wrapped-wrong-key": {"encryption": "keys", "signing": True}}
+PROTECTION_FOR = {
+    "keys-wrapped-wrong-key": {"encryption": "keys", "signing": True},
+    # The rotation faults act in the mode they need (refkms/faults.py EMBEDDED_CONFIG).
+    **{name: {"signing": True, **config["protection"]} for name, config in EMBEDDED_CONFIG.items()},
+}
 Exchange = Callable[[RunningKms], httpx.Response]
 
 
@@ -96,6 +102,30 @@ def _negative(name: str) -> Exchange:
     )
 
 
+def _after_rotation(kms: RunningKms) -> httpx.Response:
+    """keyprov from a UE that adopted the first delivered TrK and InK and says so."""
+    user = kms.user()
+    chain = KeyChain(user, kms.domain.rotation_seeds[user.uri])
+    trk_id, _ = chain.trk(1)
+    ink = chain.ink(1 if kms.domain.config.protection.rotate_ink else 0)
+    assert ink is not None
+    request = etree.fromstring(request_body(kms, "keyprov"))
+    etree.SubElement(request, f"{{{NS}}}TrK-ID").text = base64.b64encode(trk_id).decode()
+    etree.SubElement(request, f"{{{NS}}}Signature-ID").text = base64.b64encode(ink[0]).decode()
+    signed = etree.Element(f"{{{NS}}}SignedKmsRequest", nsmap={None: NS})  # type: ignore[dict-item]
+    signed.append(request)
+    xmldsig.sign(request, ink[1], ink[0], parent=signed, id_value="request")
+    return kms.post("keyprov", etree.tostring(signed))
+
+
+def _naming_trk(kms: RunningKms) -> httpx.Response:
+    """init from a UE that names its provisioned TrK (a rotating KMS delivers to it)."""
+    request = etree.fromstring(request_body(kms, "init"))
+    trk_id = base64.b64encode(kms.user().trk_id).decode()
+    etree.SubElement(request, f"{{{NS}}}TrK-ID").text = trk_id
+    return kms.post("init", etree.tostring(request))
+
+
 def _wrong_hmac(kms: RunningKms) -> httpx.Response:
     return kms.post("init", signed_request(kms, bytes(32), kms.user().ink_id))
 
@@ -121,6 +151,9 @@ EXCHANGES: list[Exchange] = [
     lambda kms: kms.post("init", request_body(kms, "init", time="2014-01-26T09:00:00Z")),
     lambda kms: kms.post("init", request_body(kms, "init", user_uri="sip:bob@example.org")),
     _wrong_hmac,
+    _naming_trk,
+    _after_rotation,
+    _naming_trk,
 ]
 
 

@@ -16,6 +16,7 @@ from refkms_testkit import (
     kms_response,
     make_domain,
     parse,
+    request_body,
     schema_for,
     serving,
     text,
@@ -66,10 +67,47 @@ def test_message_encryption_under_the_trk(encrypting: RunningKms, resource: str)
     schema_for("ts33180-r17").validate(root)
 
 
+def naming_trk(body: bytes, trk_id: bytes) -> bytes:
+    request = etree.fromstring(body)
+    etree.SubElement(request, f"{{{NS}}}TrK-ID").text = base64.b64encode(trk_id).decode()
+    return etree.tostring(request)
+
+
+def signed_with_ink(body: bytes, ink: bytes | None, ink_id: bytes | None) -> bytes:
+    assert ink is not None and ink_id is not None
+    request = etree.fromstring(body)
+    etree.SubElement(request, f"{{{NS}}}Signature-ID").text = base64.b64encode(ink_id).decode()
+    signed = etree.Element(f"{{{NS}}}SignedKmsRequest", nsmap={None: NS})  # type: ignore[dict-item]
+    signed.append(request)
+    xmldsig.sign(request, ink, ink_id, parent=signed, id_value="request")
+    return etree.tostring(signed)
+
+
+def test_an_unsigned_request_gets_a_new_trk_but_no_new_ink(encrypting: RunningKms) -> None:
+    user = encrypting.user()
+    body = naming_trk(request_body(encrypting, "init"), user.trk_id)
+    response = kms_response(parse(encrypting.post("init", body)))
+    encrypted = find(response, "k:KmsMessage/xenc:EncryptedData")
+    plaintext = xmlenc.decrypt_content(encrypted, user.trk)
+    assert b"NewTransportKey" in plaintext and b"NewIntegrityKey" not in plaintext
+
+
+def test_a_request_naming_no_trk_gets_no_new_key(encrypting: RunningKms) -> None:
+    user = encrypting.user()
+    response = kms_response(parse(encrypting.post("init")))
+    encrypted = find(response, "k:KmsMessage/xenc:EncryptedData")
+    plaintext = xmlenc.decrypt_content(encrypted, user.trk)
+    assert b"NewTransportKey" not in plaintext and b"NewIntegrityKey" not in plaintext
+
+
 def test_rotation_delivers_new_keys_wrapped_under_the_trk(encrypting: RunningKms) -> None:
     user = encrypting.user()
     for resource, message_type in (("init", "KmsInitTkIkType"), ("keyprov", "KmsKeyProvTkIkType")):
-        response = kms_response(parse(encrypting.post(resource)))
+        # Only a request naming the TrK the UE holds gets new keys (refkms.rotation).
+        body = naming_trk(request_body(encrypting, resource), user.trk_id)
+        # ... and a new InK only to a signed request (its Signature-ID names the InK).
+        body = signed_with_ink(body, user.ink, user.ink_id)
+        response = kms_response(parse(encrypting.post(resource, body)))
         encrypted = find(response, "k:KmsMessage/xenc:EncryptedData")
         (message,) = xmlenc.parse_plaintext_fragment(
             encrypted, xmlenc.decrypt_content(encrypted, user.trk), etree.XMLParser()
