@@ -30,6 +30,7 @@ from conformance.model import (
 from conformance.probe import MissingInput, PreconditionFailed, Probe
 from conformance.profiles import Profile
 from conformance.protection import unprotect
+from conformance.report.redact import Capture
 from conformance.results import CaseResult, SecretValue, StepRecord
 from conformance.target import Target, User
 from conformance.verdicts import CheckResult, Outcome, Strength, Verdict, fold_checks, worse
@@ -72,6 +73,7 @@ class Runner:
     transport: httpx.BaseTransport | None = None
     _probe: Probe | None = None
     clock: Any = field(default=None)
+    _capture: Capture | None = None
 
     @property
     def probe(self) -> Probe:
@@ -120,6 +122,11 @@ class Runner:
             result.verdict = Verdict.ERROR
             result.reason = f"harness error: {type(exc).__name__}: {_one_line(str(exc))}"
         result.duration_s = time.monotonic() - started
+        # The checks are done with the raw exchanges: redact where the secrets are known to
+        # be, once, so that no reporter has to scan every string it writes.
+        if self._capture is None:
+            self._capture = Capture(self.secrets())
+        self._capture.case(result)
         return result
 
     def _run(self, case: Case, result: CaseResult, send: Sender) -> None:

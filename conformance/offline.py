@@ -27,7 +27,8 @@ from conformance.model import (
 )
 from conformance.profiles import Profile, ProfileError, get_profile
 from conformance.protection import unprotect
-from conformance.target import Target, TargetFileError, load_target
+from conformance.redacted_input import skip_redacted
+from conformance.target import Target, TargetFileError, User, load_target
 from conformance.verdicts import CheckResult, Outcome
 from conformance.xmlsafe import XmlRejected, parse_xml
 
@@ -81,7 +82,7 @@ def check_file(
     kind = request_type or _infer_request_type(response)
     if kind not in REQUEST_TYPES:
         raise UsageError(f"--request-type {kind!r} is not one of {', '.join(REQUEST_TYPES)}")
-    init_cert = _init_certificate(init_file, profile, response)
+    init_cert = _init_certificate(init_file, profile, response, user)
     if init_cert is None:
         notes.append("no init response given (--init): key checks against it are skipped")
     context = CheckContext(
@@ -102,7 +103,11 @@ def check_file(
         for n in REGISTRY
         if n.startswith(_CHECKS_BY_TYPE[kind]) and not n.startswith(_NOT_OFFLINE)
     ]
-    return OfflineResult(str(file), kind, [run_check(n, context) for n in names], notes)
+    results = [run_check(n, context) for n in names]
+    # An evidence body of a run: its private key material is redacted, not malformed.
+    namespace = raw.namespace if profile.namespace_configurable else None
+    results = skip_redacted(results, raw_root, profile, namespace)
+    return OfflineResult(str(file), kind, results, notes)
 
 
 def main(
@@ -165,7 +170,7 @@ def _infer_request_type(response: KmsResponse) -> str:
 
 
 def _init_certificate(
-    init_file: Path | None, profile: Profile, response: KmsResponse
+    init_file: Path | None, profile: Profile, response: KmsResponse, user: User | None
 ) -> KmsCertificate | None:
     source = response
     if init_file is not None:
@@ -173,6 +178,8 @@ def _init_certificate(
             source = parse_response(_read(init_file), profile.namespace)
         except NotAKmsResponse as exc:
             raise UsageError(f"{init_file}: {exc}") from None
+        # An encrypted init response opens with the user's TrK, as the response does.
+        source, _facts = unprotect(source, user, profile)
     content = source.kms_message.content if source.kms_message else None
     if isinstance(content, KmsInit) and content.certificates:
         return content.certificates[0]

@@ -191,7 +191,17 @@ def _decorate(config: pytest.Config, result: CaseResult) -> None:
     from conformance.report import Redactor
     from conformance.report.allure_support import decorate
 
-    decorate(result, Redactor(collect_secrets(_target(config))))
+    base = getattr(config, "_kms_redactor", None)
+    if base is None:  # built once: the forms of every secret of the run
+        base = Redactor(collect_secrets(_target(config)))
+        config._kms_redactor = base  # type: ignore[attr-defined]
+    clean = [
+        body
+        for step in result.steps
+        if step.redacted
+        for body in (step.exchange.body, step.exchange.request.body, step.plaintext or b"")
+    ]
+    decorate(result, base.with_clean(clean) if clean else base)
 
 
 # Case results travel to the controlling process outside the test reports: user

@@ -20,6 +20,7 @@ from conformance.engine import Runner
 from conformance.exchange import Exchange
 from conformance.probe import MissingInput
 from conformance.profiles import ProfileError, get_profile
+from conformance.report.redact import holds_marker
 from conformance.target import TargetFileError, load_target
 from conformance.verdicts import Outcome, Verdict
 
@@ -67,7 +68,7 @@ def _replay(directory: Path, case_id: str, target_file: str | None, out: TextIO)
         path = "/" + url.split("://", 1)[-1].split("/", 1)[-1] if "://" in url else url
         body_file = evidence / str(recorded.get("dir", "")) / "request.body"
         body = body_file.read_bytes() if body_file.is_file() else b""
-        if b"<redacted " in body:
+        if holds_marker(body) or b"<redacted " in body:  # also older evidence
             raise ReplayProblem(f"the recorded body of {label} held a secret (redacted)")
         return runner.probe.resend(
             label,

@@ -32,6 +32,9 @@ class StepRecord:
     exchange: Exchange
     plaintext: bytes | None = None
     checks: list[CheckResult] = field(default_factory=list)
+    # True once the secrets were replaced at capture (report.redact.Capture): the
+    # reporters write the bodies as they are.
+    redacted: bool = False
 
 
 @dataclass
@@ -109,6 +112,7 @@ def case_to_wire(case: CaseResult) -> dict[str, Any]:
                 "exchange": _exchange_to_wire(s.exchange),
                 "plaintext": _b64(s.plaintext),
                 "checks": [_check_to_wire(c) for c in s.checks],
+                "redacted": s.redacted,
             }
             for s in case.steps
         ],
@@ -135,6 +139,7 @@ def case_from_wire(data: dict[str, Any]) -> CaseResult:
                 exchange=_exchange_from_wire(s["exchange"]),
                 plaintext=_unb64(s["plaintext"]),
                 checks=[_check_from_wire(c) for c in s["checks"]],
+                redacted=bool(s.get("redacted", False)),
             )
             for s in data["steps"]
         ],
