@@ -97,6 +97,10 @@ class Case:
     line: int
     area_title: str = ""
     tags: tuple[str, ...] = field(default=())
+    # Concurrency (lanes.py): cases of one serial group run in order in one lane; a case
+    # that changes a user's state at the KMS runs alone.
+    serial_group: str = ""
+    changes_state: bool = False
 
     @property
     def request_types(self) -> tuple[str, ...]:
@@ -234,6 +238,8 @@ def _case(
         file=path,
         line=line,
         area_title=str(doc.get("title", "")),
+        serial_group=str(raw.get("serial_group", "")),
+        changes_state=bool(raw.get("changes_state", False)),
     )
 
 

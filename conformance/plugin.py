@@ -26,6 +26,7 @@ import pytest
 from conformance import __version__
 from conformance.cases import Case, CaseFileError, catalogue_dir, load_catalogue, load_file
 from conformance.engine import Runner, collect_secrets
+from conformance.lanes import Lanes
 from conformance.profiles import get_profile
 from conformance.requirements import load_requirements
 from conformance.results import CaseResult, RunResult, case_from_wire, case_to_wire
@@ -33,6 +34,8 @@ from conformance.target import Target, load_target
 from conformance.verdicts import Outcome, Verdict
 
 _RUNNER_KEY = pytest.StashKey[Runner]()
+_LANES_KEY = pytest.StashKey[Lanes]()
+_LANE_RUNNERS_KEY = pytest.StashKey[list[Runner]]()
 _RESULTS_KEY = pytest.StashKey[dict[str, CaseResult]]()
 _STARTED_KEY = pytest.StashKey[tuple[datetime, float]]()
 _WIRE = "kms_case"
@@ -48,6 +51,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kms-strict", action="store_true", help="warnings fail the case")
     group.addoption("--kms-label", default="", help="what the target is, for the report")
     group.addoption("--kms-cases", default="", help="comma-separated case ids to run")
+    group.addoption(
+        "--kms-threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the cases in N concurrent lanes in this process (kms-conformance run -n N)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -65,9 +75,13 @@ def _active(config: pytest.Config) -> bool:
     return bool(config.getoption("--kms-target", default=None))
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     if not _active(config):
         return
+    if getattr(config.option, "dist", None) == "load":
+        # pytest-xdist: keep each serial group (FORMAT.md, "Concurrency") in one worker.
+        config.option.dist = "loadgroup"
     config.stash[_RESULTS_KEY] = {}
     config.stash[_STARTED_KEY] = (datetime.now(UTC), time.monotonic())
     config.addinivalue_line("markers", "kms_area(name): the area of a KMS conformance case")
@@ -92,6 +106,33 @@ def _runner(config: pytest.Config) -> Runner:
     return config.stash[_RUNNER_KEY]
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """With --kms-threads N > 1 (not in an xdist worker), start running the selected cases
+    in N lanes; each item then takes its result (conformance/lanes.py)."""
+    config = session.config
+    threads = int(config.getoption("--kms-threads", default=1) or 1)
+    if not _active(config) or threads <= 1 or hasattr(config, "workerinput"):
+        return
+    cases = [item.case for item in session.items if isinstance(item, CaseItem)]
+    if len(cases) < 2:
+        return
+    from conformance.profiles import load_fast_schema, load_schema
+
+    target = _target(config)
+    profile = get_profile(target.profile.release)
+    load_schema(profile)  # compiled once here, not by several lanes at once
+    load_fast_schema(profile)
+    runners: list[Runner] = []
+    config.stash[_LANE_RUNNERS_KEY] = runners
+
+    def new_runner() -> Any:
+        runner = Runner(target, profile, strict=bool(config.getoption("--kms-strict")))
+        runners.append(runner)
+        return runner.run_case
+
+    config.stash[_LANES_KEY] = Lanes(cases, threads, new_runner)
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if not _active(parent.config):
         return None
@@ -113,6 +154,9 @@ class CaseFile(pytest.File):
         for case in cases:
             item = CaseItem.from_parent(self, name=case.id, case=case)
             item.add_marker(pytest.mark.kms_area(case.area))
+            group = case.serial_group or ("kms-changes-state" if case.changes_state else "")
+            if group:
+                item.add_marker(pytest.mark.xdist_group(group))
             yield item
 
 
@@ -134,7 +178,11 @@ class CaseItem(pytest.Item):
         self.funcargs: dict[str, Any] = {}  # allure-pytest reads it
 
     def setup(self) -> None:
-        result = _runner(self.config).run_case(self.case)
+        lanes = self.config.stash.get(_LANES_KEY, None)
+        if lanes is not None:
+            result = lanes.result(self.case.id)
+        else:
+            result = _runner(self.config).run_case(self.case)
         self.result = result
         self.user_properties.extend(
             [
@@ -251,6 +299,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if not _active(config):
         return
+    if _LANES_KEY in config.stash:
+        config.stash[_LANES_KEY].close()
+        for runner in config.stash[_LANE_RUNNERS_KEY]:
+            runner.close()
     if _RUNNER_KEY in config.stash:
         config.stash[_RUNNER_KEY].close()
     if hasattr(config, "workerinput"):

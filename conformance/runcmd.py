@@ -245,7 +245,9 @@ def _run_pytest(
     if len(chosen) != len(catalogue):
         args += ["--kms-cases", ",".join(c.id for c in chosen)]
     if options.workers and options.workers > 1:
-        args += ["-n", str(options.workers)]
+        # N concurrent lanes in this process (conformance/lanes.py), not N pytest-xdist
+        # interpreters that would each import and compile everything again.
+        args += ["--kms-threads", str(options.workers)]
     if options.quiet:
         args += ["-qq"]
     return int(pytest.main(args))

@@ -483,7 +483,8 @@ def test_junit_xml(written: tuple[Path, dict[str, Path]]) -> None:
     failure = keyprov.find("failure")
     assert failure is not None
     assert failure.get("message") == "UserDecryptKey is not a point of E(F_p)"
-    assert "expected: a point on E" in failure.text and "observed: RSK REDACTED-RSK-sha256-" in failure.text
+    assert "expected: a point on E" in failure.text
+    assert "observed: RSK REDACTED-RSK-sha256-" in failure.text
     assert "expected: 0 < SSK < q" in failure.text
     assert cases["ERR-TIMEOUT-001"].find("error") is not None
     assert cases["LOOKUP-001"].find("skipped").get("message") == "PICS: lookup not claimed"
