@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-import xmlschema
 from lxml import etree
-from xmlschema.exceptions import XMLSchemaKeyError
 
 from conformance.checks.base import (
     CheckContext,
@@ -23,6 +22,9 @@ from conformance.checks.values import parse_datetime, parse_int
 from conformance.model import XENC_NS, XSI_NS, KmsCertCache, KmsInit, KmsKeyProv, KmsLookup
 from conformance.profiles import load_fast_schema, load_schema
 from conformance.verdicts import Strength
+
+if TYPE_CHECKING:  # imported with the compiled schema (profiles.load_schema)
+    import xmlschema
 
 EXPECTED_CONTENT = {
     "init": KmsInit,
@@ -74,6 +76,8 @@ def schema_errors(
     """
     if fast is not None and fast.validate(document):
         return
+    from xmlschema.exceptions import XMLSchemaKeyError
+
     try:
         for error in schema.iter_errors(etree.ElementTree(document)):
             path = str(getattr(error, "path", None) or "")

@@ -10,10 +10,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import xmlschema
 from lxml import etree
+
+if TYPE_CHECKING:  # imported when a schema is compiled: it costs ~0.1 s at start-up
+    import xmlschema
 
 from conformance.profiles.schemas import (
     KRR_NS,
