@@ -116,12 +116,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     cases = [item.case for item in session.items if isinstance(item, CaseItem)]
     if len(cases) < 2:
         return
-    from conformance.profiles import load_fast_schema, load_schema
+    from conformance.profiles import load_fast_schema
 
     target = _target(config)
     profile = get_profile(target.profile.release)
-    load_schema(profile)  # compiled once here, not by several lanes at once
-    load_fast_schema(profile)
+    load_fast_schema(profile)  # compiled once here, not by several lanes at once
     runners: list[Runner] = []
     config.stash[_LANE_RUNNERS_KEY] = runners
 

@@ -14,8 +14,8 @@ from dataclasses import replace
 
 from lxml import etree
 
-from conformance.checks.envelope import schema_errors
-from conformance.profiles import Profile, load_fast_schema, load_schema
+from conformance.checks.envelope import profile_schema_errors
+from conformance.profiles import Profile
 from conformance.report.redact import is_marker
 from conformance.verdicts import CheckResult, Outcome
 
@@ -87,8 +87,7 @@ def _schema_without_redacted(
     namespace: str | None,
     redacted: dict[str, str],
 ) -> CheckResult:
-    schema = load_schema(profile, namespace)
-    errors = list(schema_errors(schema, document, load_fast_schema(profile, namespace)))
+    errors = list(profile_schema_errors(profile, namespace, document))
     kept = [(path, reason) for path, reason in errors if not _inside(path, redacted)]
     if len(kept) == len(errors):
         return result
