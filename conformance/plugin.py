@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,9 @@ _WIRE = "kms_case"
 
 # The last finished run in this process (the CLI reads it after pytest.main returns).
 LAST: dict[str, Any] = {"run": None, "reports": {}}
+# Called once every case has run, before the reports are written: the run command stops
+# the embedded reference KMS there, so its shutdown overlaps with writing the reports.
+CASES_DONE: list[Callable[[], None]] = []
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -306,6 +309,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         config.stash[_RUNNER_KEY].close()
     if hasattr(config, "workerinput"):
         return  # an xdist worker: the controller gathers and writes
+    for done in CASES_DONE:
+        done()
     started, t0 = config.stash[_STARTED_KEY]
     order = {case.id: n for n, case in enumerate(_catalogue_order())}
     results = [case_from_wire(json.loads(v)) for v in _collected.values()]

@@ -135,8 +135,16 @@ def _target_file(options: RunOptions, err: TextIO) -> Iterator[tuple[Path, str]]
         options.embedded_config,
         err,
         while_starting=_warm_up,
+        stoppers=_KMS_STOPPERS,
     ) as (path, label):
-        yield path, label
+        try:
+            yield path, label
+        finally:
+            _KMS_STOPPERS.clear()
+
+
+# Asks the embedded reference KMS to stop; the plugin calls it once every case has run.
+_KMS_STOPPERS: list[Callable[[], None]] = []
 
 
 def _warm_up() -> None:
@@ -155,11 +163,15 @@ def embedded_kms(
     profile: str | None = None,
     config: str | None = None,
     err: TextIO = sys.stderr,
+    *,
     while_starting: Callable[[], None] | None = None,
+    stoppers: list[Callable[[], None]] | None = None,
 ) -> Iterator[tuple[Path, str]]:
     """Start ``python -m refkms serve`` with a fresh state directory; yield its target file.
 
-    ``while_starting`` runs after the process started and before waiting for it."""
+    ``while_starting`` runs after the process started and before waiting for it; a
+    function that asks the KMS to stop (without waiting) is appended to ``stoppers``, for
+    a caller that knows when it is no longer needed. It is stopped on leaving anyway."""
     state = Path(tempfile.mkdtemp(prefix="kms-conformance-refkms-"))
     argv = [sys.executable, "-m", "refkms", "serve", "--state", str(state), "--port", "0"]
     argv += ["--profile", profile] if profile else []
@@ -168,6 +180,8 @@ def embedded_kms(
         argv += ["--fault", name]
     log = (state / "refkms.log").open("wb")
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if stoppers is not None:
+        stoppers.append(process.terminate)
     try:
         if while_starting is not None:
             while_starting()
@@ -229,6 +243,7 @@ def _run_pytest(
     from conformance import plugin
 
     plugin.LAST["run"] = None
+    plugin.CASES_DONE[:] = _KMS_STOPPERS
     output = Path(options.output)
     output.mkdir(parents=True, exist_ok=True)
     # The previous run's evidence and Allure results (thousands of files) are renamed out
@@ -283,6 +298,7 @@ def _run_pytest(
         return int(pytest.main(args))
     finally:
         gc.unfreeze()
+        plugin.CASES_DONE.clear()
         for cleaner in cleaners:
             if cleaner is not None:
                 cleaner.join()
