@@ -28,6 +28,7 @@ from conformance.cases import Case, CaseFileError, catalogue_dir, load_catalogue
 from conformance.engine import Runner, collect_secrets
 from conformance.lanes import Lanes
 from conformance.profiles import get_profile
+from conformance.report.stage import EvidenceStage
 from conformance.requirements import load_requirements
 from conformance.results import CaseResult, RunResult, case_from_wire, case_to_wire
 from conformance.target import Target, load_target
@@ -36,6 +37,7 @@ from conformance.verdicts import Outcome, Verdict
 _RUNNER_KEY = pytest.StashKey[Runner]()
 _LANES_KEY = pytest.StashKey[Lanes]()
 _LANE_RUNNERS_KEY = pytest.StashKey[list[Runner]]()
+_STAGE_KEY = pytest.StashKey[EvidenceStage]()
 _RESULTS_KEY = pytest.StashKey[dict[str, CaseResult]]()
 _STARTED_KEY = pytest.StashKey[tuple[datetime, float]]()
 _WIRE = "kms_case"
@@ -114,10 +116,16 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     in N lanes; each item then takes its result (conformance/lanes.py)."""
     config = session.config
     threads = int(config.getoption("--kms-threads", default=1) or 1)
-    if not _active(config) or threads <= 1 or hasattr(config, "workerinput"):
+    if not _active(config) or hasattr(config, "workerinput"):
         return
     cases = [item.case for item in session.items if isinstance(item, CaseItem)]
-    if len(cases) < 2:
+    output = config.getoption("--kms-output")
+    if output and not hasattr(config, "workerinput"):
+        # Evidence files are created while the cases run (a thread, mostly kernel time).
+        config.stash[_STAGE_KEY] = EvidenceStage(
+            Path(output), _catalogue_ordered(cases), collect_secrets(_target(config))
+        )
+    if threads <= 1 or len(cases) < 2:
         return
     from conformance.profiles import load_fast_schema
 
@@ -261,6 +269,9 @@ _collected: dict[str, str] = {}
 
 
 def _keep(config: pytest.Config, nodeid: str, result: CaseResult) -> None:
+    stage = config.stash.get(_STAGE_KEY, None)
+    if stage is not None:
+        stage.add(result)
     wire = json.dumps(case_to_wire(result))
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: sent to the controller when it ends
@@ -334,7 +345,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if output:
         from conformance.report import write_reports
 
-        LAST["reports"] = write_reports(run, Path(output))
+        LAST["reports"] = write_reports(run, Path(output), config.stash.get(_STAGE_KEY, None))
+
+
+def _catalogue_ordered(cases: list[Case]) -> list[str]:
+    """The ids of ``cases`` in the order the run's results are sorted in."""
+    order = {case.id: n for n, case in enumerate(_catalogue_order())}
+    return sorted((case.id for case in cases), key=lambda i: order.get(i, len(order)))
 
 
 def _catalogue_order() -> list[Case]:

@@ -17,16 +17,20 @@ from conformance.report import html, junit
 from conformance.report.evidence import atomic_write, case_dirs, write_case_evidence
 from conformance.report.redact import Redactor, key_material
 from conformance.report.results_json import build_document, to_bytes
+from conformance.report.stage import EvidenceStage
 from conformance.results import RunResult, SecretValue
 
 __all__ = ["Redactor", "redactor_for_run", "write_reports"]
 
 
-def write_reports(run: RunResult, out_dir: Path) -> dict[str, Path]:
+def write_reports(
+    run: RunResult, out_dir: Path, stage: EvidenceStage | None = None
+) -> dict[str, Path]:
     """Write results.json, junit.xml, report.html and evidence/ into ``out_dir`` (created).
 
     Returns the paths by kind: ``results``, ``junit``, ``html``, ``evidence``. An earlier
-    ``evidence/`` in ``out_dir`` is replaced as a whole.
+    ``evidence/`` in ``out_dir`` is replaced as a whole. ``stage`` holds the evidence of
+    cases written while the run went on (``stage.EvidenceStage``); the rest is written here.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -39,7 +43,7 @@ def write_reports(run: RunResult, out_dir: Path) -> dict[str, Path]:
         "html": out_dir / "report.html",
         "evidence": out_dir / "evidence",
     }
-    _write_evidence_tree(run, redactor, dirs, paths["evidence"])
+    _write_evidence_tree(run, redactor, dirs, paths["evidence"], stage)
     atomic_write(paths["results"], to_bytes(document))
     atomic_write(paths["junit"], junit.render(run, redactor, dirs))
     atomic_write(paths["html"], html.render(run, redactor, document).encode("utf-8"))
@@ -63,13 +67,25 @@ def redactor_for_run(run: RunResult) -> Redactor:
 
 
 def _write_evidence_tree(
-    run: RunResult, redactor: Redactor, dirs: dict[str, str], evidence: Path
+    run: RunResult,
+    redactor: Redactor,
+    dirs: dict[str, str],
+    evidence: Path,
+    stage: EvidenceStage | None = None,
 ) -> None:
     """Build evidence/ beside its final place, then swap it in with renames."""
-    staging = Path(tempfile.mkdtemp(prefix=".evidence-", dir=evidence.parent))
+    done = stage.finish([case.id for case in run.cases]) if stage is not None else set()
+    if stage is not None and stage.staging.parent == evidence.parent and done:
+        staging = stage.staging
+    else:
+        if stage is not None:
+            stage.discard()
+        done = set()
+        staging = Path(tempfile.mkdtemp(prefix=".evidence-", dir=evidence.parent))
     try:
         for case in run.cases:
-            write_case_evidence(case, staging / dirs[case.id], redactor)
+            if case.id not in done:
+                write_case_evidence(case, staging / dirs[case.id], redactor)
         os.chmod(staging, 0o755)
         old = None
         if evidence.exists():
