@@ -140,8 +140,16 @@ ENTRY_POINTS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Entry points that run in a thread of their own (the evidence writer): their whole
+# thread's CPU time is charged to the part; the other parts count the main thread only.
+THREAD_ENTRY_POINTS: dict[str, tuple[str, ...]] = {
+    REPORTS: ("conformance.report.stage:EvidenceStage._write",),
+}
+_WHO = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
+
+
 def _cpu() -> tuple[float, float]:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+    usage = resource.getrusage(_WHO)
     return usage.ru_utime, usage.ru_stime
 
 
@@ -178,30 +186,45 @@ class _Charges:
 
         return timed
 
+    def wrap_thread(self, part: str, function: Any) -> Any:
+        charges = self
+
+        @functools.wraps(function)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = _cpu()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                charges._charge(part, start, _cpu())
+
+        return timed
+
 
 @contextlib.contextmanager
 def _instrumented(charges: _Charges) -> Any:
     undo = []
-    for part, targets in ENTRY_POINTS.items():
-        for target in targets:
-            module_name, _, qualname = target.partition(":")
-            owner: Any = importlib.import_module(module_name)
-            *path, name = qualname.split(".")
-            for attribute in path:
-                owner = getattr(owner, attribute)
-            original = getattr(owner, name)
-            setattr(owner, name, charges.wrap(part, original))
-            undo.append((owner, name, original))
-            # Modules that imported the function by name hold their own reference.
-            for module in list(sys.modules.values()):
-                if (
-                    module is not None
-                    and module.__name__.startswith("conformance")
-                    and getattr(module, name, None) is original
-                    and module is not owner
-                ):
-                    setattr(module, name, getattr(owner, name))
-                    undo.append((module, name, original))
+    entries = [(part, target, False) for part, ts in ENTRY_POINTS.items() for target in ts]
+    entries += [(part, target, True) for part, ts in THREAD_ENTRY_POINTS.items() for target in ts]
+    for part, target, own_thread in entries:
+        module_name, _, qualname = target.partition(":")
+        owner: Any = importlib.import_module(module_name)
+        *path, name = qualname.split(".")
+        for attribute in path:
+            owner = getattr(owner, attribute)
+        original = getattr(owner, name)
+        wrap = charges.wrap_thread if own_thread else charges.wrap
+        setattr(owner, name, wrap(part, original))
+        undo.append((owner, name, original))
+        # Modules that imported the function by name hold their own reference.
+        for module in list(sys.modules.values()):
+            if (
+                module is not None
+                and module.__name__.startswith("conformance")
+                and getattr(module, name, None) is original
+                and module is not owner
+            ):
+                setattr(module, name, getattr(owner, name))
+                undo.append((module, name, original))
     try:
         yield
     finally:
