@@ -262,22 +262,20 @@ def _decorate(config: pytest.Config, result: CaseResult) -> None:
     decorate(result, base.with_clean(clean) if clean else base)
 
 
-# Case results travel to the controlling process outside the test reports: user
-# properties end up in JUnit files, and a result still holds raw exchanges (tokens in
-# headers, key material in bodies) until the reporters redact them.
-_collected: dict[str, str] = {}
+# Case results travel to the controlling process outside the test reports (user
+# properties end up in JUnit files); in this process they are kept as they are.
+_collected: dict[str, str | CaseResult] = {}
 
 
 def _keep(config: pytest.Config, nodeid: str, result: CaseResult) -> None:
     stage = config.stash.get(_STAGE_KEY, None)
     if stage is not None:
         stage.add(result)
-    wire = json.dumps(case_to_wire(result))
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: sent to the controller when it ends
-        workeroutput.setdefault(_WIRE, {})[nodeid] = wire
+        workeroutput.setdefault(_WIRE, {})[nodeid] = json.dumps(case_to_wire(result))
     else:
-        _collected[nodeid] = wire
+        _collected[nodeid] = result
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -324,7 +322,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         done()
     started, t0 = config.stash[_STARTED_KEY]
     order = {case.id: n for n, case in enumerate(_catalogue_order())}
-    results = [case_from_wire(json.loads(v)) for v in _collected.values()]
+    results = [
+        v if isinstance(v, CaseResult) else case_from_wire(json.loads(v))
+        for v in _collected.values()
+    ]
     results.sort(key=lambda r: order.get(r.id, len(order)))
     _collected.clear()
     target = _target(config)
