@@ -1,8 +1,9 @@
 """What a run produced: the in-memory form every reporter writes out (DESIGN.md 5 and 6).
 
 ``RunResult`` holds one ``CaseResult`` per case, each with its check results, its
-exchanges and any decrypted plaintext. Secrets are still raw here; reporters redact with
-``RunResult.secrets`` before anything reaches a file.
+exchanges and any decrypted plaintext. The engine redacts a finished case at capture
+(``report.redact.Capture``: its steps are then ``redacted``); reporters still pass every
+string through a redactor built from ``RunResult.secrets`` before anything reaches a file.
 """
 
 from __future__ import annotations
