@@ -324,6 +324,8 @@ def main() -> None:
         session2=session2,
         harness_cpu=harness_cpu,
         kms_cpu=kms_cpu,
+        serial_cpu=serial_cpu,
+        parallel_cpu=parallel_cpu,
     )
     if report_share > TARGET_REPORT_SHARE:
         system = charges.system[REPORTS]
@@ -340,9 +342,10 @@ def main() -> None:
             f"{(shares[REPORTS] - system) / total:.0%} of the harness's CPU.",
             f"Creating a file cost {FILE_MS[0]:.2f} ms of CPU when this bench ran (300 small",
             "files in 75 new folders under reports/, the shape of evidence/); on this",
-            "machine that ranged from ~0.03 ms (quiet) to ~1 ms (other processes writing),",
-            "so this share depends on the machine's state. What would reach 10% whatever",
-            "the file system: fewer files per run,",
+            "machine it measured 0.03 ms per file (one folder, little other I/O) and 0.3 to",
+            "1.3 ms (while five other sessions ran their test suites), so this share",
+            "follows the file system's state. What would reach 10% whatever the file",
+            "system: fewer files per run,",
             "e.g. Allure attachments only for cases that did not pass and the evidence of",
             "a step in one file; both change what the reports hold (DESIGN 6), a decision",
             "for the project, not a speed-up.",
@@ -363,6 +366,8 @@ def _missed(
     session2: float,
     harness_cpu: float,
     kms_cpu: float,
+    serial_cpu: float,
+    parallel_cpu: float,
 ) -> list[str]:
     """The measured reason for each missed wall-time target."""
     lines: list[str] = []
@@ -383,11 +388,15 @@ def _missed(
         lines += [
             "",
             f"`-n 2` misses {TARGET_SPEEDUP}x ({speedup:.2f}x; session {session:.1f} s serial,",
-            f"{session2:.1f} s with two lanes). Only the session runs concurrently; within",
-            "it two lanes can at best overlap the harness's CPU with the KMS's (one",
-            "interpreter each, GIL-bound), so the bound is serial / (fixed + max(harness",
-            f"session CPU, KMS CPU)) = {bound:.2f}x on these figures. More would need the",
-            "harness's own CPU per case to shrink further, or a second harness process.",
+            f"{session2:.1f} s with two lanes; CPU of harness and KMS {serial_cpu:.1f} s",
+            f"serial, {parallel_cpu:.1f} s with two lanes). Only the session runs",
+            "concurrently, and within it two lanes can at best overlap the harness's CPU",
+            "with the KMS's (one interpreter each, GIL-bound): the bound is serial / (fixed",
+            f"+ max(harness session CPU, KMS CPU)) = {bound:.2f}x on these figures. On",
+            "loopback the harness is CPU-bound, most of it creating files (see the reports",
+            "row), and concurrent lanes add CPU (file creation and GIL hand-overs from",
+            "several threads at once). More would need the harness's CPU per case to",
+            "shrink (fewer files) or cases split over processes that share no GIL.",
         ]
     return lines
 
