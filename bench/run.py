@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 MODULES = ("crypto",)
-MARKDOWN_MODULES = ("full_run", "scale", "refkms_load", "load")
+MARKDOWN_MODULES = ("full_run", "remote_run", "startup", "scale", "refkms_load", "load")
 """Modules that drive both backends themselves and print their own Markdown section."""
 BACKENDS = {"gmpy2": {}, "python": {"KMS_CONFORMANCE_PURE_PYTHON": "1"}}
 BENCH = Path(__file__).resolve().parent

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,7 +19,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 from conformance.checks import REGISTRY
@@ -58,6 +58,10 @@ PICS_NAMES = (
 # libyaml's safe loader when PyYAML has it (about 10x faster), the pure one otherwise; both
 # give the node marks the FILE:LINE messages need.
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Files this process loaded already, by path and text: a run loads the catalogue for the
+# command, for pytest's collection and for the report order.
+_LOADED: dict[tuple[str, str], list[Case]] = {}
+_VALID_FORMAT = "1"  # bump when the meaning of a remembered "valid" changes
 
 
 class CaseFileError(ValueError):
@@ -104,6 +108,10 @@ class Case:
     line: int
     area_title: str = ""
     tags: tuple[str, ...] = field(default=())
+    # Concurrency (lanes.py): cases of one serial group run in order in one lane; a case
+    # that changes a user's state at the KMS runs alone.
+    serial_group: str = ""
+    changes_state: bool = False
 
     @property
     def request_types(self) -> tuple[str, ...]:
@@ -162,6 +170,15 @@ def load_file(path: Path, schema: Mapping[str, Any]) -> list[Case]:
         raise CaseFileError(f"{path}: cannot read ({exc.strerror})") from None
     except UnicodeDecodeError:
         raise CaseFileError(f"{path}: not UTF-8 text") from None
+    key = (str(path), text)
+    if key not in _LOADED:
+        if len(_LOADED) > 64:  # a long-lived process loading many catalogues (tests)
+            _LOADED.clear()
+        _LOADED[key] = _load_text(path, text, schema)
+    return list(_LOADED[key])
+
+
+def _load_text(path: Path, text: str, schema: Mapping[str, Any]) -> list[Case]:
     loader = _LOADER(text)
     try:
         node = loader.get_single_node()
@@ -173,13 +190,18 @@ def load_file(path: Path, schema: Mapping[str, Any]) -> list[Case]:
         raise CaseFileError(f"{path}:{line}: not valid YAML: {problem}") from None
     finally:
         loader.dispose()
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
-    if errors:
-        error = jsonschema.exceptions.best_match(errors) or errors[0]
-        where = "/".join(str(p) for p in error.absolute_path) or "(top)"
-        line = _line_of(node, list(error.absolute_path))
-        raise CaseFileError(f"{path}:{line}: {where}: {_one_line(error.message)}")
+    digest = _validity_digest(text, schema)
+    if not _known_valid(digest):
+        import jsonschema  # ~0.3 s with the validation: skipped for a file validated before
+
+        validator = jsonschema.Draft202012Validator(schema)
+        errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
+        if errors:
+            error = jsonschema.exceptions.best_match(errors) or errors[0]
+            where = "/".join(str(p) for p in error.absolute_path) or "(top)"
+            line = _line_of(node, list(error.absolute_path))
+            raise CaseFileError(f"{path}:{line}: {where}: {_one_line(error.message)}")
+        _remember_valid(digest)
     assert isinstance(document, dict)
     if document["area"] != path.stem:
         line = _line_of(node, ["area"])
@@ -188,6 +210,44 @@ def load_file(path: Path, schema: Mapping[str, Any]) -> list[Case]:
     for index, raw in enumerate(document["cases"]):
         cases.append(_case(path, node, index, raw, document))
     return cases
+
+
+def _validity_cache() -> Path | None:
+    """Where digests of schema-valid case files are remembered (KMS_CONFORMANCE_CACHE, else
+    the XDG cache directory); None when no cache is wanted (KMS_CONFORMANCE_CACHE=off)."""
+    configured = os.environ.get("KMS_CONFORMANCE_CACHE")
+    if configured == "off":
+        return None
+    if configured:
+        return Path(configured) / "valid-cases"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "kms-conformance" / "valid-cases"
+
+
+def _validity_digest(text: str, schema: Mapping[str, Any]) -> str:
+    """SHA-256 over the file's text and the schema: a valid file with either changed is
+    validated again."""
+    h = hashlib.sha256(_VALID_FORMAT.encode())
+    h.update(json.dumps(schema, sort_keys=True).encode("utf-8"))
+    h.update(b"\0")
+    h.update(text.encode("utf-8"))
+    return h.hexdigest()
+
+
+def _known_valid(digest: str) -> bool:
+    directory = _validity_cache()
+    return directory is not None and (directory / digest).is_file()
+
+
+def _remember_valid(digest: str) -> None:
+    directory = _validity_cache()
+    if directory is None:
+        return
+    try:  # a cache only: a read-only or missing home just means validating next time
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / digest).touch()
+    except OSError:
+        pass
 
 
 def _case(
@@ -243,6 +303,8 @@ def _case(
         file=path,
         line=line,
         area_title=str(doc.get("title", "")),
+        serial_group=str(raw.get("serial_group", "")),
+        changes_state=bool(raw.get("changes_state", False)),
     )
 
 

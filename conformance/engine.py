@@ -33,6 +33,7 @@ from conformance.model import (
 from conformance.probe import MissingInput, PreconditionFailed, Probe
 from conformance.profiles import Profile
 from conformance.protection import unprotect
+from conformance.report.redact import Capture
 from conformance.results import CaseResult, SecretValue, StepRecord
 from conformance.target import Target, User
 from conformance.uestate import UeKeyStore, UnboundValue, with_delivered_signing_key
@@ -78,6 +79,7 @@ class Runner:
     _probe: Probe | None = None
     clock: Any = field(default=None)
     _doing: str = "the case"  # what the case was doing, for a CPU budget hit
+    _capture: Capture | None = None
 
     @property
     def probe(self) -> Probe:
@@ -135,6 +137,13 @@ class Runner:
             result.verdict = Verdict.ERROR
             result.reason = f"harness error: {type(exc).__name__}: {_one_line(str(exc))}"
         result.duration_s = time.monotonic() - started
+        # The checks are done with the raw exchanges: redact where the secrets are known to
+        # be, once, so that no reporter has to scan every string it writes. Keys the case
+        # learnt (a delivered TrK/InK) are secrets of this case too.
+        if self._capture is None:
+            self._capture = Capture(self.secrets())
+        capture = Capture([*self.secrets(), *result.secrets]) if result.secrets else self._capture
+        capture.case(result)
         if self._probe is not None:
             self._probe.exchanges.clear()  # the result holds them; a run keeps no more
         return result

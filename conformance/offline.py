@@ -31,7 +31,8 @@ from conformance.model import (
 )
 from conformance.profiles import Profile, ProfileError, get_profile
 from conformance.protection import unprotect
-from conformance.target import Target, TargetFileError, load_target
+from conformance.redacted_input import skip_redacted
+from conformance.target import Target, TargetFileError, User, load_target
 from conformance.verdicts import CheckResult, Outcome
 from conformance.xmlsafe import StructureRejected, XmlRejected, parse_xml
 
@@ -207,7 +208,7 @@ def _check_capture(
         kind = ERROR_ANSWER if is_error else _infer_request_type(response)
     if kind not in REQUEST_TYPES and kind != ERROR_ANSWER:
         raise UsageError(f"--request-type {kind!r} is not one of {', '.join(REQUEST_TYPES)}")
-    init_cert = _init_certificate(given.init_file, profile, response, limits)
+    init_cert = _init_certificate(given.init_file, profile, response, limits, user)
     if init_cert is None and not is_error:
         notes.append("no init response given (--init): key checks against it are skipped")
     params: dict[str, object] = {"offline": True}
@@ -257,7 +258,11 @@ def _check_capture(
     described = facts.describe()
     label += f", {described}" if described else ""
     label += f", HTTP {status}" if status is not None else ""
-    return OfflineResult(capture.name, label, [run_check(n, context) for n in names], notes)
+    results = [run_check(n, context) for n in names]
+    # An evidence body of a run: its private key material is redacted, not malformed.
+    namespace = raw.namespace if profile.namespace_configurable else None
+    results = skip_redacted(results, raw_root, profile, namespace)
+    return OfflineResult(capture.name, label, results, notes)
 
 
 def main(
@@ -336,7 +341,11 @@ def _infer_request_type(response: KmsResponse) -> str:
 
 
 def _init_certificate(
-    init_file: Path | None, profile: Profile, response: KmsResponse, limits: Limits
+    init_file: Path | None,
+    profile: Profile,
+    response: KmsResponse,
+    limits: Limits,
+    user: User | None,
 ) -> KmsCertificate | None:
     source = response
     if init_file is not None:
@@ -344,6 +353,8 @@ def _init_certificate(
             source = parse_response(_read(init_file, limits), profile.namespace)
         except NotAKmsResponse as exc:
             raise UsageError(f"{init_file}: {exc}") from None
+        # An encrypted init response opens with the user's TrK, as the response does.
+        source, _facts = unprotect(source, user, profile)
     content = source.kms_message.content if source.kms_message else None
     if isinstance(content, KmsInit) and content.certificates:
         return content.certificates[0]

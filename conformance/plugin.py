@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import pytest
 from conformance import __version__
 from conformance.cases import Case, CaseFileError, catalogue_dir, load_catalogue, load_file
 from conformance.engine import Runner, collect_secrets
+from conformance.lanes import Lanes
 from conformance.profiles import get_profile
 from conformance.requirements import load_requirements
 from conformance.results import CaseResult, RunResult, case_from_wire, case_to_wire
@@ -34,6 +35,8 @@ from conformance.target import Target, load_target
 from conformance.verdicts import Outcome, Verdict
 
 _RUNNER_KEY = pytest.StashKey[Runner]()
+_LANES_KEY = pytest.StashKey[Lanes]()
+_LANE_RUNNERS_KEY = pytest.StashKey[list[Runner]]()
 _RESULTS_KEY = pytest.StashKey[dict[str, CaseResult]]()
 _STARTED_KEY = pytest.StashKey[tuple[datetime, float]]()
 _WAIVERS_KEY = pytest.StashKey[list[Any]]()
@@ -45,6 +48,9 @@ _STAGING_INPUT = "kms_evidence_staging"
 
 # The last finished run in this process (the CLI reads it after pytest.main returns).
 LAST: dict[str, Any] = {"run": None, "reports": {}}
+# Called once every case has run, before the reports are written: the run command stops
+# the embedded reference KMS there, so its shutdown overlaps with writing the reports.
+CASES_DONE: list[Callable[[], None]] = []
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -55,6 +61,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kms-label", default="", help="what the target is, for the report")
     group.addoption("--kms-cases", default="", help="comma-separated case ids to run")
     group.addoption("--kms-waivers", metavar="FILE", help="known deviations (waiver TOML)")
+    group.addoption(
+        "--kms-threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the cases in N concurrent lanes in this process (kms-conformance run -n N)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -77,9 +90,13 @@ def _active(config: pytest.Config) -> bool:
     return bool(config.getoption("--kms-target", default=None))
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     if not _active(config):
         return
+    if getattr(config.option, "dist", None) == "load":
+        # pytest-xdist: keep each serial group (FORMAT.md, "Concurrency") in one worker.
+        config.option.dist = "loadgroup"
     config.stash[_RESULTS_KEY] = {}
     config.stash[_STARTED_KEY] = (datetime.now(UTC), time.monotonic())
     waiver_file = config.getoption("--kms-waivers", default=None)
@@ -113,18 +130,26 @@ def pytest_configure_node(node: Any) -> None:
 def _spill(config: pytest.Config, result: CaseResult) -> None:
     """Write the case's evidence now and keep only excerpts and digests of its bodies."""
     staging = config.stash.get(_STAGING_KEY, None)
-    if staging is None:
+    if staging is None or result.evidence_written:
         return
-    from conformance.report import Redactor
-    from conformance.report.evidence import LEDGER_NAME, EvidenceBudget, safe_name, spill_case
+    from conformance.report.evidence import safe_name, spill_case
 
+    redactor, budget = _spill_tools(config)
+    name = config.stash.get(_DIRS_KEY, {}).get(result.id) or safe_name(result.id)
+    spill_case(result, staging / name, redactor, budget)
+
+
+def _spill_tools(config: pytest.Config) -> tuple[Any, Any]:
+    """The run's redactor and evidence budget, made once per process."""
     if _SPILL_KEY not in config.stash:
+        from conformance.report import Redactor
+        from conformance.report.evidence import LEDGER_NAME, EvidenceBudget
+
+        staging = config.stash[_STAGING_KEY]
         target = _target(config)
         budget = EvidenceBudget(target.limits.max_evidence_bytes, staging / LEDGER_NAME)
         config.stash[_SPILL_KEY] = (Redactor(collect_secrets(target)), budget)
-    redactor, budget = config.stash[_SPILL_KEY]
-    name = config.stash.get(_DIRS_KEY, {}).get(result.id) or safe_name(result.id)
-    spill_case(result, staging / name, redactor, budget)
+    return config.stash[_SPILL_KEY]
 
 
 def _target(config: pytest.Config) -> Target:
@@ -144,6 +169,43 @@ def _runner(config: pytest.Config) -> Runner:
             strict=bool(config.getoption("--kms-strict")),
         )
     return config.stash[_RUNNER_KEY]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """With --kms-threads N > 1 (not in an xdist worker), start running the selected cases
+    in N lanes; each item then takes its result (conformance/lanes.py)."""
+    config = session.config
+    threads = int(config.getoption("--kms-threads", default=1) or 1)
+    if not _active(config) or hasattr(config, "workerinput"):
+        return
+    cases = [item.case for item in session.items if isinstance(item, CaseItem)]
+    if threads <= 1 or len(cases) < 2:
+        return
+    from conformance.profiles import load_fast_schema
+
+    target = _target(config)
+    profile = get_profile(target.profile.release)
+    load_fast_schema(profile)  # compiled once here, not by several lanes at once
+    runners: list[Runner] = []
+    config.stash[_LANE_RUNNERS_KEY] = runners
+
+    if _STAGING_KEY in config.stash:
+        _spill_tools(config)  # made once here, not by several lanes at once
+
+    def new_runner() -> Any:
+        runner = Runner(target, profile, strict=bool(config.getoption("--kms-strict")))
+        runners.append(runner)
+
+        def run_and_spill(case: Case) -> CaseResult:
+            # Each lane writes its case's evidence as it ends and keeps only excerpts, so
+            # results waiting for their pytest item hold no whole bodies.
+            result = runner.run_case(case)
+            _spill(config, result)
+            return result
+
+        return run_and_spill
+
+    config.stash[_LANES_KEY] = Lanes(cases, threads, new_runner)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -167,6 +229,9 @@ class CaseFile(pytest.File):
         for case in cases:
             item = CaseItem.from_parent(self, name=case.id, case=case)
             item.add_marker(pytest.mark.kms_area(case.area))
+            group = case.serial_group or ("kms-changes-state" if case.changes_state else "")
+            if group:
+                item.add_marker(pytest.mark.xdist_group(group))
             yield item
 
 
@@ -204,7 +269,11 @@ class CaseItem(pytest.Item):
         self.funcargs: dict[str, Any] = {}  # allure-pytest reads it
 
     def setup(self) -> None:
-        result = _runner(self.config).run_case(self.case)
+        lanes = self.config.stash.get(_LANES_KEY, None)
+        if lanes is not None:
+            result = lanes.result(self.case.id)  # a lane already wrote its evidence
+        else:
+            result = _runner(self.config).run_case(self.case)
         _spill(self.config, result)
         self.result = result
         self.user_properties.extend(
@@ -271,22 +340,31 @@ def _decorate(config: pytest.Config, result: CaseResult) -> None:
     from conformance.report import Redactor
     from conformance.report.allure_support import decorate
 
-    decorate(result, Redactor([*collect_secrets(_target(config)), *result.secrets]))
+    base = getattr(config, "_kms_redactor", None)
+    if base is None:  # built once: the forms of every secret of the run
+        base = Redactor(collect_secrets(_target(config)))
+        config._kms_redactor = base  # type: ignore[attr-defined]
+    clean = [
+        body
+        for step in result.steps
+        if step.redacted
+        for body in (step.exchange.body, step.exchange.request.body, step.plaintext or b"")
+    ]
+    redactor = base.extended(result.secrets) if result.secrets else base
+    decorate(result, redactor.with_clean(clean) if clean else redactor)
 
 
-# Case results travel to the controlling process outside the test reports: user
-# properties end up in JUnit files, and a result still holds raw exchanges (tokens in
-# headers, key material in bodies) until the reporters redact them.
-_collected: dict[str, str] = {}
+# Case results travel to the controlling process outside the test reports (user
+# properties end up in JUnit files); in this process they are kept as they are.
+_collected: dict[str, str | CaseResult] = {}
 
 
 def _keep(config: pytest.Config, nodeid: str, result: CaseResult) -> None:
-    wire = json.dumps(case_to_wire(result))
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: sent to the controller when it ends
-        workeroutput.setdefault(_WIRE, {})[nodeid] = wire
+        workeroutput.setdefault(_WIRE, {})[nodeid] = json.dumps(case_to_wire(result))
     else:
-        _collected[nodeid] = wire
+        _collected[nodeid] = result
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -326,13 +404,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if not _active(config):
         return
+    if _LANES_KEY in config.stash:
+        config.stash[_LANES_KEY].close()
+        for runner in config.stash[_LANE_RUNNERS_KEY]:
+            runner.close()
     if _RUNNER_KEY in config.stash:
         config.stash[_RUNNER_KEY].close()
     if hasattr(config, "workerinput"):
         return  # an xdist worker: the controller gathers and writes
+    for done in CASES_DONE:
+        done()
     started, t0 = config.stash[_STARTED_KEY]
     order = {case.id: n for n, case in enumerate(_catalogue_order())}
-    results = [case_from_wire(json.loads(v)) for v in _collected.values()]
+    results = [
+        v if isinstance(v, CaseResult) else case_from_wire(json.loads(v))
+        for v in _collected.values()
+    ]
     results.sort(key=lambda r: order.get(r.id, len(order)))
     _collected.clear()
     target = _target(config)

@@ -17,8 +17,9 @@ HMAC-SHA256, C14N 1.0, SHA-256, ``KeyName`` = base64 key ID), signed with the In
 user has one, else the TrK, as refkms/requests.py reads it.
 
 Every exchange, preliminary ones included, is appended to ``Probe.exchanges`` in order.
-The request headers are recorded as sent, Authorization included: redaction is the
-reporters' job (DESIGN.md section 6). Nothing here logs or prints a secret.
+The request headers are recorded as sent, Authorization included: the engine redacts a
+case's exchanges when it has finished (report.redact.Capture, DESIGN.md section 6).
+Nothing here logs or prints a secret.
 
 Each exchange has one deadline, ``timeout_s`` after it starts: connect, TLS handshake,
 writes and every read get at most what remains of it, so a target that drips a byte at a

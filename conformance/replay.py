@@ -20,6 +20,7 @@ from conformance.engine import Runner
 from conformance.exchange import Exchange
 from conformance.probe import MissingInput
 from conformance.profiles import ProfileError, get_profile
+from conformance.report.redact import holds_marker
 from conformance.target import TargetFileError, load_target
 from conformance.verdicts import Outcome, Verdict
 
@@ -73,7 +74,7 @@ def _replay(directory: Path, case_id: str, target_file: str | None, out: TextIO)
                 f"the recorded body of {label} was cut by limits.max_evidence_bytes "
                 f"({facts.get('written')} of {facts.get('size')} octets kept)"
             )
-        if b"<redacted " in body:
+        if holds_marker(body) or b"<redacted " in body:  # also older evidence
             raise ReplayProblem(f"the recorded body of {label} held a secret (redacted)")
         return runner.probe.resend(
             label,

@@ -1,8 +1,9 @@
 """What a run produced: the in-memory form every reporter writes out (DESIGN.md 5 and 6).
 
 ``RunResult`` holds one ``CaseResult`` per case, each with its check results, its
-exchanges and any decrypted plaintext. Secrets are still raw here; reporters redact with
-``RunResult.secrets`` before anything reaches a file.
+exchanges and any decrypted plaintext. The engine redacts a finished case at capture
+(``report.redact.Capture``: its steps are then ``redacted``); reporters still pass every
+string through a redactor built from ``RunResult.secrets`` before anything reaches a file.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ class StepRecord:
     bodies: dict[str, BodyFacts] = field(default_factory=dict)
     # The UE's keys around the step (conformance/uestate.py): IDs and fingerprints only.
     ue_keys: dict[str, Any] | None = None
+    # True once the secrets were replaced at capture (report.redact.Capture): the
+    # reporters write the bodies as they are.
+    redacted: bool = False
 
 
 @dataclass
@@ -158,6 +162,7 @@ def case_to_wire(case: CaseResult) -> dict[str, Any]:
                 "checks": [_check_to_wire(c) for c in s.checks],
                 "bodies": {k: v.__dict__ for k, v in s.bodies.items()},
                 "ue_keys": s.ue_keys,
+                "redacted": s.redacted,
             }
             for s in case.steps
         ],
@@ -192,6 +197,7 @@ def case_from_wire(data: dict[str, Any]) -> CaseResult:
                 checks=[_check_from_wire(c) for c in s["checks"]],
                 bodies={k: BodyFacts(**v) for k, v in s.get("bodies", {}).items()},
                 ue_keys=s.get("ue_keys"),
+                redacted=bool(s.get("redacted", False)),
             )
             for s in data["steps"]
         ],

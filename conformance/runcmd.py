@@ -9,14 +9,16 @@ plugin and stops it again. Exit statuses are those of DESIGN.md section 3.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -137,11 +139,32 @@ def _target_file(options: RunOptions, err: TextIO) -> Iterator[tuple[Path, str]]
             raise UsageProblem(f"{path}: target file not found")
         yield path, ""
         return
-    with embedded_kms(options.faults, options.embedded_profile, options.embedded_config, err) as (
-        path,
-        label,
-    ):
-        yield path, label
+    with embedded_kms(
+        options.faults,
+        options.embedded_profile,
+        options.embedded_config,
+        err,
+        while_starting=_warm_up,
+        stoppers=_KMS_STOPPERS,
+    ) as (path, label):
+        try:
+            yield path, label
+        finally:
+            _KMS_STOPPERS.clear()
+
+
+# Asks the embedded reference KMS to stop; the plugin calls it once every case has run.
+_KMS_STOPPERS: list[Callable[[], None]] = []
+
+
+def _warm_up() -> None:
+    """What the run imports anyway (pytest, its plugins, the reporters), imported while
+    the reference KMS starts in its own process on the other core."""
+    import importlib
+
+    for name in ("pytest", "conformance.plugin", "conformance.report", "allure_pytest.plugin"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 @contextlib.contextmanager
@@ -151,10 +174,16 @@ def embedded_kms(
     config: str | None = None,
     err: TextIO = sys.stderr,
     users: int = 0,
+    *,
+    while_starting: Callable[[], None] | None = None,
+    stoppers: list[Callable[[], None]] | None = None,
 ) -> Iterator[tuple[Path, str]]:
     """Start ``python -m refkms serve`` with a fresh state directory; yield its target file.
 
-    ``users``: also provision the UEs ue1..ueN (``serve --users``, for ``load``)."""
+    ``users``: also provision the UEs ue1..ueN (``serve --users``, for ``load``).
+    ``while_starting`` runs after the process started and before waiting for it; a
+    function that asks the KMS to stop (without waiting) is appended to ``stoppers``, for
+    a caller that knows when it is no longer needed. It is stopped on leaving anyway."""
     state = Path(tempfile.mkdtemp(prefix="kms-conformance-refkms-"))
     try:
         config = _config_for_faults(faults, config, state, err)
@@ -169,7 +198,11 @@ def embedded_kms(
         argv += ["--fault", name]
     log = (state / "refkms.log").open("wb")
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if stoppers is not None:
+        stoppers.append(process.terminate)
     try:
+        if while_starting is not None:
+            while_starting()
         target = state / "target.toml"
         deadline = time.monotonic() + EMBEDDED_START_TIMEOUT_S
         while not target.is_file():
@@ -251,9 +284,12 @@ def _run_pytest(
     from conformance import plugin
 
     plugin.LAST["run"] = None
+    plugin.CASES_DONE[:] = _KMS_STOPPERS
     output = Path(options.output)
     output.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(output / "evidence", ignore_errors=True)
+    # The previous run's evidence and Allure results (thousands of files) are renamed out
+    # of the way at once and deleted while this run goes on.
+    cleaners = [_set_aside(output / "evidence"), _set_aside(output / "allure-results")]
     args = [
         str(catalogue_dir()),
         "-p",
@@ -281,6 +317,10 @@ def _run_pytest(
         # every session (about 2.5 s per process, per xdist worker too); cases never use it.
         "-p",
         "no:hypothesispytest",
+        # Its clean-up runs gc.collect() over the whole run's results (~0.2 s); case items
+        # raise no unraisable exceptions worth reporting.
+        "-p",
+        "no:unraisableexception",
     ]
     if options.strict:
         args.append("--kms-strict")
@@ -290,10 +330,41 @@ def _run_pytest(
     if options.waivers:
         args += ["--kms-waivers", str(options.waivers)]
     if options.workers and options.workers > 1:
-        args += ["-n", str(options.workers)]
+        # N concurrent lanes in this process (conformance/lanes.py), not N pytest-xdist
+        # interpreters that would each import and compile everything again.
+        args += ["--kms-threads", str(options.workers)]
     if options.quiet:
         args += ["-qq"]
-    return int(pytest.main(args))
+    # What is alive now (modules, the catalogue, schemas) lives for the whole run: out of
+    # the collector's way, so its full collections only walk what the run creates.
+    gc.freeze()
+    try:
+        return int(pytest.main(args))
+    finally:
+        gc.unfreeze()
+        plugin.CASES_DONE.clear()
+        for cleaner in cleaners:
+            if cleaner is not None:
+                cleaner.join()
+
+
+def _set_aside(path: Path) -> threading.Thread | None:
+    """Rename ``path`` to a hidden sibling and delete that in a thread (None: no path)."""
+    if not path.exists():
+        return None
+    aside = Path(tempfile.mkdtemp(prefix=f".{path.name}-old-", dir=path.parent))
+    try:
+        os.replace(path, aside / path.name)
+    except OSError:
+        shutil.rmtree(aside, ignore_errors=True)
+        shutil.rmtree(path, ignore_errors=True)
+        return None
+    # Deleting files is system calls, which release the GIL: the run goes on meanwhile.
+    cleaner = threading.Thread(
+        target=shutil.rmtree, args=(aside,), kwargs={"ignore_errors": True}, daemon=True
+    )
+    cleaner.start()
+    return cleaner
 
 
 def _write_campaign(options: RunOptions, output: Path, chosen: list[Case], total: int) -> None:

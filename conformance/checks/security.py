@@ -21,10 +21,9 @@ from conformance.checks.base import (
     skipped,
     violation,
 )
-from conformance.checks.envelope import EXPECTED_CONTENT, schema_errors
+from conformance.checks.envelope import EXPECTED_CONTENT, profile_schema_errors
 from conformance.crypto import xmldsig, xmlenc
 from conformance.model import KmsKeyProv, KmsResponse
-from conformance.profiles import load_fast_schema, load_schema
 from conformance.protection import (
     NEW_KEY_ELEMENTS,
     EncryptionFacts,
@@ -671,8 +670,7 @@ def _plaintext_schema_problem(ctx: CheckContext) -> str | None:
         return None
     document = view.root if view.root is not None else view.element
     namespace = view.namespace if ctx.profile.namespace_configurable else None
-    schema = load_schema(ctx.profile, namespace)
-    for path, reason in schema_errors(schema, document, load_fast_schema(ctx.profile, namespace)):
+    for path, reason in profile_schema_errors(ctx.profile, namespace, document):
         if "/KmsMessage/" in path + "/":
             return f"{path}: {reason}"
     return None

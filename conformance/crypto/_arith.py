@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-try:  # pragma: no cover - depends on the optional "fast" extra
+try:  # pragma: no cover - gmpy2 is a dependency where a wheel exists (pyproject.toml)
     if os.environ.get("KMS_CONFORMANCE_PURE_PYTHON"):
         raise ImportError("pure Python requested")
     import gmpy2

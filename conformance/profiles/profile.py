@@ -10,10 +10,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import xmlschema
 from lxml import etree
+
+if TYPE_CHECKING:  # imported when a schema is compiled: it costs ~0.1 s at start-up
+    import xmlschema
 
 from conformance.profiles.schemas import (
     KRR_NS,
@@ -83,6 +85,26 @@ def load_schema(profile: Profile, namespace: str | None = None) -> xmlschema.XML
 
     Compiled once per (schema, namespace) per process: compiling takes about a second.
     """
+    chosen = _chosen_namespace(profile, namespace)
+    if chosen is None:
+        return compile_profile_schema(profile.schema_file)
+    return compile_profile_schema(profile.schema_file, chosen)
+
+
+def load_fast_schema(profile: Profile, namespace: str | None = None) -> etree.XMLSchema | None:
+    """libxml2's compilation of the same XSD (``compile_profile_fast``), or None.
+
+    It does not compile the xmlschema one (about a second): a run whose documents are all
+    valid never needs it.
+    """
+    chosen = _chosen_namespace(profile, namespace)  # the same namespace rules and errors
+    if chosen is None:
+        return compile_profile_fast(profile.schema_file)
+    return compile_profile_fast(profile.schema_file, chosen)
+
+
+def _chosen_namespace(profile: Profile, namespace: str | None) -> str | None:
+    """The namespace to write into a configurable profile's XSD; None for a fixed one."""
     chosen = profile.namespace if namespace is None else namespace
     if chosen != profile.namespace and not profile.namespace_configurable:
         raise ProfileError(
@@ -90,18 +112,9 @@ def load_schema(profile: Profile, namespace: str | None = None) -> xmlschema.XML
             f"{chosen!r} needs a profile with a configurable namespace (rel13-legacy)"
         )
     if not profile.namespace_configurable:
-        return compile_profile_schema(profile.schema_file)
+        return None
     _check_namespace(chosen)
-    return compile_profile_schema(profile.schema_file, chosen)
-
-
-def load_fast_schema(profile: Profile, namespace: str | None = None) -> etree.XMLSchema | None:
-    """libxml2's compilation of the same XSD (``compile_profile_fast``), or None."""
-    load_schema(profile, namespace)  # the same namespace rules and errors
-    if not profile.namespace_configurable:
-        return compile_profile_fast(profile.schema_file)
-    chosen = profile.namespace if namespace is None else namespace
-    return compile_profile_fast(profile.schema_file, chosen)
+    return chosen
 
 
 _UNSAFE_IN_NAMESPACE = re.compile(r"[\s\"'<>&]")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import xmlschema
 from lxml import etree
 
 from conformance.datafiles import data_dir
+
+if TYPE_CHECKING:  # imported when a schema is compiled: it costs ~0.1 s at start-up
+    import xmlschema
 
 SCHEMA_DIR: Final = data_dir("schemas")
 
@@ -49,6 +51,8 @@ def compile_offline(source: Path | str, base_url: Path | None = None) -> xmlsche
     refuses DTD entities in the XSD text, and ``use_fallback=False`` stops xmlschema from
     substituting its own bundled xmldsig/xenc copies for ours.
     """
+    import xmlschema
+
     return xmlschema.XMLSchema(
         str(source) if isinstance(source, Path) else source,
         base_url=None if base_url is None else str(base_url),

@@ -2,8 +2,8 @@
 
 ``write_reports`` is the one entry point the run command calls. Every file goes through one
 ``Redactor`` built from the run's secrets plus the private key material found in the
-recorded bodies, and is written to a temporary file first and renamed into place, so an
-interrupted run never leaves half a file.
+recorded bodies not already redacted at capture (``redact.Capture``), and is written to a
+temporary file first and renamed into place, so an interrupted run never leaves half a file.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def write_reports(run: RunResult, out_dir: Path) -> dict[str, Path]:
     """Write results.json, junit.xml, report.html and evidence/ into ``out_dir`` (created).
 
     Returns the paths by kind: ``results``, ``junit``, ``html``, ``evidence``. An earlier
-    ``evidence/`` in ``out_dir`` is replaced as a whole.
+    ``evidence/`` in ``out_dir`` is replaced as a whole; the cases whose evidence was
+    written as they ended (``evidence.spill_case``) are not written again.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -58,13 +59,18 @@ def redactor_for_run(run: RunResult) -> Redactor:
     """The redactor for everything written about ``run``: its secrets plus the RSK/SSK and
     new TrK/InK material found in its bodies, so check messages quoting them are covered."""
     found: list[SecretValue] = []
+    clean: list[bytes] = []
     for case in run.cases:
         found.extend(case.found_secrets)  # what its whole bodies held (they are excerpts now)
         found.extend(case.secrets)  # keys the case learnt (delivered TrK/InK)
         for step in case.steps:
-            for body in (step.exchange.body, step.exchange.request.body, step.plaintext or b""):
+            bodies = (step.exchange.body, step.exchange.request.body, step.plaintext or b"")
+            if step.redacted:  # at capture (report.redact.Capture): written as they are
+                clean.extend(bodies)
+                continue
+            for body in bodies:
                 found.extend(key_material(body))
-    return Redactor([*run.secrets, *found])
+    return Redactor([*run.secrets, *found], clean)
 
 
 def _evidence_summary(run: RunResult, written: int) -> dict[str, object]:

@@ -41,6 +41,7 @@ def decorate(case: CaseResult, redactor: Redactor) -> None:
     found = [
         secret
         for step in case.steps
+        if not step.redacted  # redacted at capture (report.redact.Capture)
         for body in (step.exchange.body, step.exchange.request.body, step.plaintext or b"")
         for secret in key_material(body)
     ]

@@ -148,6 +148,14 @@ def spill_case(
     # Keys the case learnt (a delivered TrK/InK, conformance/uestate.py) are secrets too.
     learnt = found + list(case.secrets)
     red = redactor.extended(learnt) if learnt else redactor
+    # Bodies redacted at capture (report.redact.Capture) are written as they are.
+    clean = [
+        body
+        for step in case.steps
+        if step.redacted
+        for body in (step.exchange.body, step.exchange.request.body, step.plaintext or b"")
+    ]
+    red = red.with_clean(clean) if clean else red
     write_case_evidence(case, case_dir, red, budget)
     for step in case.steps:
         exchange = step.exchange
