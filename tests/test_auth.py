@@ -232,7 +232,7 @@ def test_fixed_headers_are_sent_and_secret_ones_redacted(tmp_path: Path) -> None
             data = path.read_bytes()
             assert API_KEY.encode() not in data and DEVICE_SECRET.encode() not in data, path
     [request] = list((out / "evidence" / "INIT-CERT-FIELDS-001").glob("*/request.txt"))
-    assert "X-Api-Key: <redacted header-target-x-api-key sha256:" in request.read_text()
+    assert "X-Api-Key: REDACTED-HEADER-TARGET-X-API-KEY-sha256-" in request.read_text()
     repro = (out / "evidence" / "INIT-CERT-FIELDS-001" / "repro.sh").read_text()
     assert '-H "X-Api-Key: ${KMS_HEADER_X_API_KEY:?set KMS_HEADER_X_API_KEY}"' in repro
     assert '-H "X-Device-Secret: ${KMS_HEADER_X_DEVICE_SECRET:?' in repro

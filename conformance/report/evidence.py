@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from conformance.exchange import Exchange, RecordedRequest
-from conformance.report.redact import Redactor, key_material
+from conformance.report.redact import Redactor, is_marker, key_material
 from conformance.report.results_json import case_fields, check_dict, redact_tree, to_bytes
 from conformance.results import BodyFacts, CaseResult, StepRecord
 
@@ -423,7 +423,7 @@ def _curl_lines(name: str, request: RecordedRequest, redactor: Redactor) -> list
             args.append(_authorization_arg(value, request.token_variant))
             continue
         line = redactor.text(f"{header}: {value}")
-        if line != f"{header}: {value}":
+        if line != f"{header}: {value}" or is_marker(value.strip()):
             # A secret header value (target file headers = {..., secret}): from the
             # environment, like the token, never the redaction marker.
             var = "KMS_HEADER_" + re.sub(r"[^A-Z0-9]", "_", header.upper())
