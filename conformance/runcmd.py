@@ -495,6 +495,15 @@ def explain(case_id: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) ->
         )
     for number, step in enumerate(case.steps, start=1):
         spec = step.spec
+        if step.request == "control":  # conformance/control.py
+            print(
+                f"  step {number} ({step.label}): control {spec['action']}: runs "
+                f"[pixit] kms_cert_rotation_command {CONTROL_ARGUMENTS[spec['action']]} "
+                "(fails: inconc; later steps judge against the certificate of the case's "
+                "own KMS Initialize after it)",
+                file=out,
+            )
+            continue
         params = ", ".join(
             f"{k}={spec[k]}"
             for k in ("user", "uri", "time", "number", "method", "path", "scheme", "fields")
@@ -529,6 +538,9 @@ def explain(case_id: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) ->
     print(f"  defined in {case.file.name}:{case.line}", file=out)
     return EXIT_OK
 
+
+# The argument a control step gives the target's command (conformance/control.py).
+CONTROL_ARGUMENTS = {"replace-kms-certificate": "replace", "restore-kms-certificate": "restore"}
 
 # How the harness models the UE (conformance/uestate.py), for `explain`.
 UE_MODEL = (

@@ -313,6 +313,8 @@ class ReferenceKms:
         kms_uri = exchange.args[0]
         known = {c.kms_uri: c for c in self.domain.partner_certificates}
         known[self.domain.config.kms_uri] = self.served_root_certificate()
+        if self.faults.on("kms-cert-cert-old"):
+            known[self.domain.config.kms_uri] = self.domain.certificates[0]
         certificate = known.get(kms_uri)
         if certificate is not None and self.faults.on("cert-other-certificate"):
             certificate = self.served_root_certificate()

@@ -46,9 +46,14 @@ class Fault:
     # The protection policy (refkms/config.py [protection]) the reference KMS must run with
     # for the fault's hook to act at all: `run --embedded-fault NAME` starts it so.
     protection: tuple[tuple[str, str | bool], ...] = ()
+    # Top-level configuration keys the fault needs (e.g. kms_cert_rotation = true).
+    settings: tuple[tuple[str, str | bool], ...] = ()
 
-    def embedded_config(self) -> dict[str, dict[str, str | bool]]:
-        return {"protection": dict(self.protection)} if self.protection else {}
+    def embedded_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = dict(self.settings)
+        if self.protection:
+            config["protection"] = dict(self.protection)
+        return config
 
 
 FAULTS: tuple[Fault, ...] = (
@@ -549,6 +554,11 @@ FAULTS: tuple[Fault, ...] = (
         Fault(
             *entry,
             protection=tuple(EMBEDDED_CONFIG.get(entry[0], {}).get("protection", {}).items()),
+            settings=tuple(
+                (key, value)
+                for key, value in EMBEDDED_CONFIG.get(entry[0], {}).items()
+                if key != "protection"
+            ),
         )
         for entry in ROTATION_FAULTS
     ),
@@ -616,7 +626,7 @@ def catalogue_json() -> str:
     return json.dumps(
         [
             {
-                **asdict(fault),
+                **{k: v for k, v in asdict(fault).items() if k != "settings"},
                 "protection": dict(fault.protection),
                 "embedded_config": fault.embedded_config(),
                 "detection": detection(fault),
