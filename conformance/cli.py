@@ -155,6 +155,8 @@ def _verify(args: argparse.Namespace) -> int:
     from conformance import bundle
 
     return bundle.verify_main(args.bundle, args.pubkey)
+
+
 def _add_load_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     load = sub.add_parser("load", help="the catalogue's checks under load (Locust)")
     load.add_argument("--target", metavar="FILE")

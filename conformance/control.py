@@ -114,6 +114,7 @@ def control_step(
     result: CaseResult,
     certificates: CertificateView,
     run_wide: KmsCertificate | None,
+    *,
     live: bool,
 ) -> str | None:
     """Run one control step of a case; the one-line reason when it failed (inconc)."""

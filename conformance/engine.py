@@ -127,9 +127,7 @@ class Runner:
             # The case's own work (parsing, decryption, checks) has a CPU budget; its
             # exchanges are bounded by timeout_s instead and pause the clock.
             with cpu_budget(self.target.limits.case_cpu_s):
-                self._run(
-                    case, result, _unbudgeted(sender or self.probe.send), live=sender is None
-                )
+                self._run(case, result, _unbudgeted(sender or self.probe.send), live=sender is None)
         except CpuBudgetExceeded as exc:
             self._over_budget(case, result, exc)
         except HarnessError as exc:
@@ -169,7 +167,7 @@ class Runner:
             if written.request == "control":
                 # Learnt before any change, so the run-wide certificate stays the original.
                 run_wide = self.init_certificate() if live else None
-                why = control_step(self.target, written, result, certificates, run_wide, live)
+                why = control_step(self.target, written, result, certificates, run_wide, live=live)
                 if why:
                     result.verdict, result.reason = Verdict.INCONC, f"{written.label}: {why}"
                     return

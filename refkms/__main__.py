@@ -1,4 +1,4 @@
-"""``python -m refkms serve|faults|kms-cert``: the flags of DESIGN.md section 5, used by the harness CLI."""
+"""``python -m refkms serve|faults|kms-cert``: DESIGN.md section 5 flags, for the harness CLI."""
 
 from __future__ import annotations
 

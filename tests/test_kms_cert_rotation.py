@@ -54,7 +54,9 @@ def test_cert_cases_pass_and_later_cases_meet_the_original_certificate(tmp_path:
         generation = _generation(target)
     for result in results.values():
         assert result.verdict is Verdict.PASS, (result.id, result.reason)
-    replaced = next(c for c in results["ROT-CERT-001"].checks if c.name == "state.kms-cert-replaced")
+    replaced = next(
+        c for c in results["ROT-CERT-001"].checks if c.name == "state.kms-cert-replaced"
+    )
     assert replaced.message.startswith("a new certificate")
     controls = results["ROT-CERT-001"].controls
     assert [c["action"] for c in controls] == [
@@ -124,7 +126,7 @@ cases:
     log = tmp_path / "control.log"
     with served(tmp_path / "kms", "ts33180-r17", ROTATING) as target:
         real = target.pixit.kms_cert_rotation_command
-        logged = f"sh -c 'echo \"$1\" >> {log}; exec {real} \"$1\"' _"
+        logged = f'sh -c \'echo "$1" >> {log}; exec {real} "$1"\' _'
         logged_target = _with_command(target, logged)
         runner = Runner(logged_target, get_profile(target.profile.release))
         try:
@@ -144,8 +146,17 @@ def test_a_run_shows_what_it_ran_and_leaks_no_secret(tmp_path: Path) -> None:
     state = tmp_path / "kms"
     with served(state, "ts33180-r17", config) as target:
         done = subprocess.run(
-            [*CLI, "run", "--target", str(state / "target.toml"), "--output", str(out)]
-            + ["--cases", "ROT-CERT-*", "KEYPROV-SAKKE-001"],
+            [
+                *CLI,
+                "run",
+                "--target",
+                str(state / "target.toml"),
+                "--output",
+                str(out),
+                "--cases",
+                "ROT-CERT-*",
+                "KEYPROV-SAKKE-001",
+            ],
             capture_output=True,
             text=True,
             timeout=300,
