@@ -305,6 +305,8 @@ class ReferenceKms:
                 certificates = ()
                 if self.faults.on("certcache-cachenum-regresses"):
                     cache_num -= 1
+        if self.faults.on("kms-cert-certcache-old") and self.domain.generation:
+            certificates = (*certificates, self.domain.certificates[0])  # a stale own entry
         elements = [self._certificate_xml(certificate) for certificate in certificates]
         return exchange.user.uri, messages.kms_cert_cache(elements, cache_num)
 

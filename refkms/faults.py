@@ -592,6 +592,7 @@ WARNING_ONLY = frozenset(
         "keys-wrapped-wrong-key",
         "keyset-revoked",
         "keyset-validity-wrong-period",
+        "kms-cert-certcache-old",
         "lookup-wrong-kms-uri",
         "method-get-served",
         "no-cache-control",

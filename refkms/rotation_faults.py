@@ -94,6 +94,13 @@ ROTATION_FAULTS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...], str], .
         ("ROT-CERT-002",),
         "refkms.app:ReferenceKms.cert",
     ),
+    (
+        "kms-cert-certcache-old",
+        "after its certificate was replaced KMS CertCache lists the old one as the KMS's own",
+        ("REQ-110",),
+        ("ROT-CERT-002",),
+        "refkms.app:ReferenceKms.certcache",
+    ),
 )
 
 _ROTATE_TRK = {"encryption": "message", "rotate_trk": True}
@@ -109,4 +116,5 @@ EMBEDDED_CONFIG: dict[str, dict[str, Any]] = {
     "kms-cert-keys-old-master": {"kms_cert_rotation": True},
     "kms-cert-init-old": {"kms_cert_rotation": True},
     "kms-cert-cert-old": {"kms_cert_rotation": True},
+    "kms-cert-certcache-old": {"kms_cert_rotation": True},
 }

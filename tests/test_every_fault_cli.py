@@ -41,7 +41,7 @@ def test_the_catalogue_has_every_fault() -> None:
         needing[n]["protection"].get("rotate_trk") for n in needing if n.startswith("rotation-")
     )
     kms_cert = [n for n in needing if n.startswith("kms-cert-")]
-    assert len(kms_cert) == 3
+    assert len(kms_cert) == 4
     assert all(needing[n] == {"kms_cert_rotation": True} for n in kms_cert), needing
 
 
