@@ -210,3 +210,34 @@ def _hex_values(tree: object) -> list[str]:
     if isinstance(tree, dict):
         return [v for item in tree.values() for v in _hex_values(item)]
     return [tree] if isinstance(tree, str) else []
+
+
+BROKEN_STEPS = {
+    "no action": "{request: control, label: replace}",
+    "checks on a control step": (
+        "{request: control, action: replace-kms-certificate, checks: [envelope.root]}"
+    ),
+    "an unknown action": "{request: control, action: reboot-kms}",
+    "action on a request step": "{request: init, action: replace-kms-certificate}",
+}
+
+
+def test_the_loader_rejects_broken_control_steps(tmp_path: Path) -> None:
+    import pytest
+
+    from conformance.cases import CaseFileError
+
+    for what, step in BROKEN_STEPS.items():
+        path = tmp_path / "rotation.yaml"
+        path.write_text(
+            "area: rotation\ntitle: broken\ncases:\n  - id: ROT-CERT-902\n    title: t\n    reqs: [REQ-070]\n"
+            f'    clause: "D.3.1"\n    steps:\n      - {step}\n',
+            encoding="utf-8",
+        )
+        with pytest.raises(CaseFileError) as caught:
+            load_file(path, _schema(catalogue_dir()))
+        message = str(caught.value)
+        assert message.startswith(f"{path}:9: "), (what, message)
+        assert "\n" not in message
+    # A control step sends no KMS request: it is no request type of the case.
+    assert CATALOGUE["ROT-CERT-002"].request_types == ("init", "cert", "certcache")
