@@ -16,15 +16,17 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from test_fault_matrix import run_cases, served
 
-from conformance.cases import _schema, catalogue_dir, load_catalogue, load_file
+from conformance.cases import CaseFileError, _schema, catalogue_dir, load_catalogue, load_file
 from conformance.engine import Runner
 from conformance.profiles import get_profile
-from conformance.target import Target
+from conformance.target import Target, load_target
 from conformance.verdicts import Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,14 +225,11 @@ BROKEN_STEPS = {
 
 
 def test_the_loader_rejects_broken_control_steps(tmp_path: Path) -> None:
-    import pytest
-
-    from conformance.cases import CaseFileError
-
     for what, step in BROKEN_STEPS.items():
         path = tmp_path / "rotation.yaml"
         path.write_text(
-            "area: rotation\ntitle: broken\ncases:\n  - id: ROT-CERT-902\n    title: t\n    reqs: [REQ-070]\n"
+            "area: rotation\ntitle: broken\ncases:\n  - id: ROT-CERT-902\n    title: t\n"
+            "    reqs: [REQ-070]\n"
             f'    clause: "D.3.1"\n    steps:\n      - {step}\n',
             encoding="utf-8",
         )
@@ -241,3 +240,29 @@ def test_the_loader_rejects_broken_control_steps(tmp_path: Path) -> None:
         assert "\n" not in message
     # A control step sends no KMS request: it is no request type of the case.
     assert CATALOGUE["ROT-CERT-002"].request_types == ("init", "cert", "certcache")
+
+
+def test_serve_cert_rotation_claims_the_pics_and_names_the_command(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    server = subprocess.Popen(
+        [*CLI, "serve", "--cert-rotation", "--state", str(state)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=ENV,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (state / "target.toml").is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        target = load_target(state / "target.toml")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert target.pics.kms_cert_rotation is True
+    command = target.pixit.kms_cert_rotation_command
+    assert command is not None and command.endswith(f"-m refkms kms-cert --state {state}")
+    done = subprocess.run(
+        f"{command} replace", shell=True, capture_output=True, text=True, timeout=60, env=ENV
+    )
+    assert done.returncode == 0 and done.stdout.count("\n") == 1, done.stdout + done.stderr
+    assert (state / "kms-cert-generation").read_text().strip() == "1"
