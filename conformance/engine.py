@@ -127,7 +127,9 @@ class Runner:
             # The case's own work (parsing, decryption, checks) has a CPU budget; its
             # exchanges are bounded by timeout_s instead and pause the clock.
             with cpu_budget(self.target.limits.case_cpu_s):
-                self._run(case, result, _unbudgeted(sender or self.probe.send), live=sender is None)
+                self._run(
+                    case, result, _unbudgeted(sender or self.probe.send), live=sender is None
+                )
         except CpuBudgetExceeded as exc:
             self._over_budget(case, result, exc)
         except HarnessError as exc:
