@@ -1,6 +1,6 @@
 """Control steps: the harness has the target change its own state (``request: control``).
 
-A KMS replaces its own certificate (new master keys, so a new PubEncKey and PubAuthKey)
+A KMS replaces its own certificate (new master keys: a new PubEncKey and/or PubAuthKey)
 through no request of Annex D, so the tester says how it is done: the target file's
 ``[pixit] kms_cert_rotation_command``, a shell command the harness runs with one argument,
 ``replace`` (``action: replace-kms-certificate``) or ``restore`` (``action:
