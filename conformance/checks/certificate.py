@@ -23,6 +23,7 @@ from conformance.checks.base import (
     violation,
 )
 from conformance.checks.values import hex_octets, parse_boolean, parse_datetime, parse_int
+from conformance.checks.verify import content_of, verifies
 from conformance.crypto import eccsi, sakke
 from conformance.model import KmsCertCache, KmsCertificate, KmsInit
 from conformance.verdicts import Strength
@@ -197,11 +198,9 @@ def cert_cache_present(ctx: CheckContext) -> Finding:
 
 
 @check("certcache.attributes", reqs=("REQ-111",), clause="D.3.5.1 schema")
-def cert_cache_attributes(ctx: CheckContext) -> Finding:
+@verifies(content_of, KmsCertCache)
+def cert_cache_attributes(ctx: CheckContext, cache: KmsCertCache) -> Finding:
     """KmsCertCache/@Version is 1.0.0; @CacheNum, if present, is an integer."""
-    cache = message_content(ctx, KmsCertCache)
-    if cache is None:
-        return skipped("no KmsCertCache")
     wanted = ctx.profile.expected_versions.get("KmsCertCache", "1.0.0")
     got = cache.attr("Version")
     if got is not None and got != wanted:

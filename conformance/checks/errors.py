@@ -14,6 +14,7 @@ from lxml import etree
 
 from conformance.checks.base import CheckContext, Finding, check, ok, shorten, skipped, violation
 from conformance.checks.values import parse_int
+from conformance.checks.verify import answered, verifies
 from conformance.exchange import Exchange
 from conformance.model import XENC_NS, local_name
 from conformance.verdicts import Strength
@@ -45,11 +46,9 @@ def no_key_material(ctx: CheckContext) -> Finding:
 
 
 @check("error.www-authenticate", reqs=("REQ-016",), clause="RFC 6750 3", inferred=True)
-def www_authenticate(ctx: CheckContext) -> Finding:
+@verifies(answered)
+def www_authenticate(ctx: CheckContext, exchange: Exchange) -> Finding:
     """A 401 answer carries a WWW-Authenticate challenge for the Bearer scheme."""
-    exchange = _answered(ctx)
-    if isinstance(exchange, Finding):
-        return exchange
     if exchange.status != 401:
         return skipped(f"HTTP {exchange.status}: no 401 to judge")
     challenge = exchange.header("www-authenticate")
@@ -66,11 +65,9 @@ def www_authenticate(ctx: CheckContext) -> Finding:
     clause="33.179 B.5, RFC 6750 3.1",
     strength=Strength.SHOULD,
 )
-def invalid_token(ctx: CheckContext) -> Finding:
+@verifies(answered)
+def invalid_token(ctx: CheckContext, exchange: Exchange) -> Finding:
     """An expired or invalid token is refused with 401 and error="invalid_token"."""
-    exchange = _answered(ctx)
-    if isinstance(exchange, Finding):
-        return exchange
     error = bearer_error(exchange)
     observed = f"HTTP {exchange.status}, error={error or '(none)'}"
     if exchange.status == 401 and error == "invalid_token":
@@ -88,11 +85,9 @@ def invalid_token(ctx: CheckContext) -> Finding:
     clause="33.179 B.5, RFC 6750 3.1",
     strength=Strength.SHOULD,
 )
-def insufficient_scope(ctx: CheckContext) -> Finding:
+@verifies(answered)
+def insufficient_scope(ctx: CheckContext, exchange: Exchange) -> Finding:
     """A token without the KMS scope gets 403 insufficient_scope, or 401."""
-    exchange = _answered(ctx)
-    if isinstance(exchange, Finding):
-        return exchange
     error = bearer_error(exchange)
     observed = f"HTTP {exchange.status}, error={error or '(none)'}"
     wanted = '403 error="insufficient_scope" or 401'
@@ -127,11 +122,9 @@ def field_order(ctx: CheckContext) -> Finding:
     strength=Strength.SHOULD,
     inferred=True,
 )
-def code_matches_status(ctx: CheckContext) -> Finding:
+@verifies(answered)
+def code_matches_status(ctx: CheckContext, exchange: Exchange) -> Finding:
     """KmsError/ErrorCode repeats the HTTP status (DESIGN.md section 7)."""
-    exchange = _answered(ctx)
-    if isinstance(exchange, Finding):
-        return exchange
     error = ctx.response.kms_error if ctx.response else None
     if error is None:
         return skipped("no KmsError")
@@ -199,14 +192,6 @@ def bearer_error(exchange: Exchange) -> str | None:
     challenge = exchange.header("www-authenticate")
     match = BEARER_ERROR.search(challenge or "")
     return match.group(1) if match else None
-
-
-def _answered(ctx: CheckContext) -> Exchange | Finding:
-    if ctx.exchange is None:
-        return skipped("no HTTP exchange recorded (offline)")
-    if not ctx.exchange.answered:
-        return skipped(f"no HTTP answer: {ctx.exchange.error}")
-    return ctx.exchange
 
 
 def _parse_body(exchange: Exchange | None) -> etree._Element | None:

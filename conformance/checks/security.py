@@ -22,6 +22,7 @@ from conformance.checks.base import (
     violation,
 )
 from conformance.checks.envelope import EXPECTED_CONTENT, profile_schema_errors
+from conformance.checks.verify import present, verifies
 from conformance.crypto import xmldsig, xmlenc
 from conformance.model import KmsKeyProv, KmsResponse
 from conformance.protection import (
@@ -42,6 +43,24 @@ GCM_OVERHEAD_OCTETS = xmlenc.GCM_IV_OCTETS + xmlenc.GCM_TAG_OCTETS
 HMAC_SHA256_OCTETS = xmldsig.HMAC_SHA256_BITS // 8
 NOT_SIGNED = "the response is not signed"
 NOT_ENCRYPTED = "KmsMessage is not encrypted"
+
+
+# -- guards (used by @verifies, so defined before the checks) -----------------------
+
+
+def _known_facts(ctx: CheckContext) -> ProtectionFacts | Finding:
+    facts = _facts(ctx)
+    return skipped("no KmsResponse") if facts is None else facts
+
+
+def _signature(ctx: CheckContext) -> SignatureFacts | Finding:
+    facts = _known_facts(ctx)
+    return facts if isinstance(facts, Finding) else present(facts.signature, NOT_SIGNED)
+
+
+def _encryption(ctx: CheckContext) -> EncryptionFacts | Finding:
+    facts = _known_facts(ctx)
+    return facts if isinstance(facts, Finding) else present(facts.encryption, NOT_ENCRYPTED)
 
 
 @check(
@@ -86,11 +105,9 @@ def expected_protection(ctx: CheckContext) -> Finding:
 
 
 @check("security.sig-algorithm", reqs=("REQ-120",), clause="D.1")
-def sig_algorithm(ctx: CheckContext) -> Finding:
+@verifies(_signature)
+def sig_algorithm(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     """The signature is HMAC-SHA256 with the full 256-bit output (32-octet SignatureValue)."""
-    signature = _signature(ctx)
-    if isinstance(signature, Finding):
-        return signature
     method = signature.signature_method
     if method != xmldsig.HMAC_SHA256:
         return violation(
@@ -118,11 +135,9 @@ def sig_algorithm(ctx: CheckContext) -> Finding:
 
 
 @check("security.sig-verifies", reqs=("REQ-121",), clause="D.3.1, seed CR")
-def sig_verifies(ctx: CheckContext) -> Finding:
+@verifies(_signature)
+def sig_verifies(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     """The signature verifies with the key Signature-ID names (the user's InK or TrK)."""
-    signature = _signature(ctx)
-    if isinstance(signature, Finding):
-        return signature
     facts = _facts(ctx)
     assert facts is not None
     keys = _user_keys(ctx)
@@ -156,11 +171,9 @@ def sig_verifies(ctx: CheckContext) -> Finding:
     clause="Table D.3.1-1",
     inferred=True,
 )
-def sig_covers_message(ctx: CheckContext) -> Finding:
+@verifies(_signature)
+def sig_covers_message(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     """The signature's Reference covers KmsMessage (KmsResponse or an ancestor is signed)."""
-    signature = _signature(ctx)
-    if isinstance(signature, Finding):
-        return signature
     if ctx.raw is None or ctx.raw.kms_message is None:
         return skipped("no KmsMessage to cover")
     uri = signature.reference_uri
@@ -190,11 +203,9 @@ def sig_covers_message(ctx: CheckContext) -> Finding:
     strength=Strength.SHOULD,
     inferred=True,
 )
-def sig_digest_c14n(ctx: CheckContext) -> Finding:
+@verifies(_signature)
+def sig_digest_c14n(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     """DigestMethod is SHA-256 and CanonicalizationMethod is Canonical XML 1.0."""
-    signature = _signature(ctx)
-    if isinstance(signature, Finding):
-        return signature
     if signature.digest_method != xmldsig.SHA256:
         return violation(
             f"DigestMethod is {shorten(signature.digest_method)}, not SHA-256",
@@ -213,11 +224,9 @@ def sig_digest_c14n(ctx: CheckContext) -> Finding:
 
 
 @check("security.sig-id", reqs=("REQ-062",), clause="D.3.1, seed CR")
-def sig_id(ctx: CheckContext) -> Finding:
+@verifies(_signature)
+def sig_id(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     """A signed response carries Signature-ID = the InK-ID if the user has an InK, else TrK-ID."""
-    signature = _signature(ctx)
-    if isinstance(signature, Finding):
-        return signature
     if not ctx.profile.has_trk_id_elements:
         return skipped(f"profile {ctx.profile.name} has no Signature-ID element")
     facts = _facts(ctx)
@@ -250,11 +259,9 @@ def sig_id(ctx: CheckContext) -> Finding:
 
 
 @check("security.sig-ink-over-trk", reqs=("REQ-063",), clause="D.3.1, seed CR")
-def sig_ink_over_trk(ctx: CheckContext) -> Finding:
+@verifies(_signature)
+def sig_ink_over_trk(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     """With an InK provisioned the KMS signs with the InK; with a TrK only, with the TrK."""
-    signature = _signature(ctx)
-    if isinstance(signature, Finding):
-        return signature
     keys = _user_keys(ctx)
     if not keys:
         return skipped("the target file holds no InK or TrK for this user")
@@ -279,11 +286,9 @@ def sig_ink_over_trk(ctx: CheckContext) -> Finding:
     strength=Strength.SHOULD,
     inferred=True,
 )
-def ids_absent_when_unprotected(ctx: CheckContext) -> Finding:
+@verifies(_known_facts)
+def ids_absent_when_unprotected(ctx: CheckContext, facts: ProtectionFacts) -> Finding:
     """TrK-ID and Signature-ID appear only when encryption or a signature is applied."""
-    facts = _facts(ctx)
-    if facts is None:
-        return skipped("no KmsResponse")
     problem = _unbacked_claim(ctx, facts)
     if problem is not None:
         return violation(problem, "no key ID element without its protection", problem)
@@ -291,11 +296,9 @@ def ids_absent_when_unprotected(ctx: CheckContext) -> Finding:
 
 
 @check("security.claims-verify", reqs=("REQ-130",), clause="D.3.1", inferred=True)
-def claims_verify(ctx: CheckContext) -> Finding:
+@verifies(_known_facts)
+def claims_verify(ctx: CheckContext, facts: ProtectionFacts) -> Finding:
     """A TrK-ID or Signature-ID comes with protection that verifies or decrypts."""
-    facts = _facts(ctx)
-    if facts is None:
-        return skipped("no KmsResponse")
     if facts.trk_id_text is None and facts.signature_id_text is None:
         return skipped("no TrK-ID or Signature-ID in the response")
     problem = _unbacked_claim(ctx, facts) or _claim_failure(ctx, facts)
@@ -305,11 +308,9 @@ def claims_verify(ctx: CheckContext) -> Finding:
 
 
 @check("security.enc-structure", reqs=("REQ-124",), clause="D.3.1, seed CR")
-def enc_structure(ctx: CheckContext) -> Finding:
+@verifies(_encryption)
+def enc_structure(ctx: CheckContext, encryption: EncryptionFacts) -> Finding:
     """The encrypted KmsMessage holds one xenc:EncryptedData, Type #Content, with CipherValue."""
-    encryption = _encryption(ctx)
-    if isinstance(encryption, Finding):
-        return encryption
     expected = f"one xenc:EncryptedData child of KmsMessage, Type {xmlenc.TYPE_CONTENT}"
     if encryption.location != "KmsMessage":
         return violation(
@@ -338,11 +339,9 @@ def enc_structure(ctx: CheckContext) -> Finding:
 
 
 @check("security.enc-algorithm", reqs=("REQ-125",), clause="D.3.1, seed CR")
-def enc_algorithm(ctx: CheckContext) -> Finding:
+@verifies(_encryption)
+def enc_algorithm(ctx: CheckContext, encryption: EncryptionFacts) -> Finding:
     """KmsMessage is AES-128-GCM encrypted (IV 12 || C || tag 16) and decrypts with the TrK."""
-    encryption = _encryption(ctx)
-    if isinstance(encryption, Finding):
-        return encryption
     accepted = ctx.profile.message_encryption_algorithms
     if not accepted:
         return violation(
@@ -406,11 +405,9 @@ def enc_trk_id(ctx: CheckContext) -> Finding:
 
 
 @check("security.enc-keyinfo", reqs=("REQ-126",), clause="D.3.1, seed CR")
-def enc_keyinfo(ctx: CheckContext) -> Finding:
+@verifies(_encryption)
+def enc_keyinfo(ctx: CheckContext, encryption: EncryptionFacts) -> Finding:
     """EncryptedData KeyInfo/KeyName is the base64 TrK-ID, the same as the TrK-ID element."""
-    encryption = _encryption(ctx)
-    if isinstance(encryption, Finding):
-        return encryption
     facts = _facts(ctx)
     assert facts is not None
     trk = _user_keys(ctx).get("trk")
@@ -444,11 +441,9 @@ def enc_keyinfo(ctx: CheckContext) -> Finding:
 
 
 @check("security.enc-plaintext", reqs=("REQ-127",), clause="D.3.1")
-def enc_plaintext(ctx: CheckContext) -> Finding:
+@verifies(_encryption)
+def enc_plaintext(ctx: CheckContext, encryption: EncryptionFacts) -> Finding:
     """The decrypted content is exactly one schema-valid message element for the request."""
-    encryption = _encryption(ctx)
-    if isinstance(encryption, Finding):
-        return encryption
     wanted = EXPECTED_CONTENT.get(ctx.request_type or "")
     name = wanted.__name__ if wanted else "KmsInit/KmsKeyProv/KmsCertCache/KmsLookup"
     if not encryption.key_available:
@@ -544,24 +539,6 @@ def _computed(ctx: CheckContext) -> tuple[KmsResponse | None, ProtectionFacts | 
         ctx.memo[_UNPROTECTED_MEMO] = unprotect(ctx.raw, ctx.user, ctx.profile)
     view, facts = ctx.memo[_UNPROTECTED_MEMO]
     return view, facts
-
-
-def _signature(ctx: CheckContext) -> SignatureFacts | Finding:
-    facts = _facts(ctx)
-    if facts is None:
-        return skipped("no KmsResponse")
-    if facts.signature is None:
-        return skipped(NOT_SIGNED)
-    return facts.signature
-
-
-def _encryption(ctx: CheckContext) -> EncryptionFacts | Finding:
-    facts = _facts(ctx)
-    if facts is None:
-        return skipped("no KmsResponse")
-    if facts.encryption is None:
-        return skipped(NOT_ENCRYPTED)
-    return facts.encryption
 
 
 def _user_keys(ctx: CheckContext) -> dict[str, SymmetricKey]:
