@@ -68,15 +68,8 @@ def www_authenticate(ctx: CheckContext, exchange: Exchange) -> Finding:
 @verifies(answered)
 def invalid_token(ctx: CheckContext, exchange: Exchange) -> Finding:
     """An expired or invalid token is refused with 401 and error="invalid_token"."""
-    error = bearer_error(exchange)
-    observed = f"HTTP {exchange.status}, error={error or '(none)'}"
-    if exchange.status == 401 and error == "invalid_token":
-        return ok('401 with error="invalid_token"')
-    if exchange.status is not None and exchange.status < 300:
-        return violation("the invalid token was accepted", '401 error="invalid_token"', observed)
-    return violation(
-        "the refusal does not say invalid_token", '401 error="invalid_token"', observed
-    )
+    refused = exchange.status == 401 and bearer_error(exchange) == "invalid_token"
+    return _bearer_refusal(exchange, refused, "invalid_token", "the invalid token")
 
 
 @check(
@@ -89,13 +82,9 @@ def invalid_token(ctx: CheckContext, exchange: Exchange) -> Finding:
 def insufficient_scope(ctx: CheckContext, exchange: Exchange) -> Finding:
     """A token without the KMS scope gets 403 insufficient_scope, or 401."""
     error = bearer_error(exchange)
-    observed = f"HTTP {exchange.status}, error={error or '(none)'}"
-    wanted = '403 error="insufficient_scope" or 401'
-    if exchange.status == 401 or (exchange.status == 403 and error == "insufficient_scope"):
-        return ok(f"refused: {observed}")
-    if exchange.status is not None and exchange.status < 300:
-        return violation("the token without the KMS scope was accepted", wanted, observed)
-    return violation("the refusal does not say insufficient_scope", wanted, observed)
+    refused = exchange.status == 401 or (exchange.status == 403 and error == "insufficient_scope")
+    what = "the token without the KMS scope"
+    return _bearer_refusal(exchange, refused, "insufficient_scope", what, 403)
 
 
 @check("error.field-order", reqs=("REQ-140",), clause="D.3.5.1 schema (ErrorType)")
@@ -192,6 +181,20 @@ def bearer_error(exchange: Exchange) -> str | None:
     challenge = exchange.header("www-authenticate")
     match = BEARER_ERROR.search(challenge or "")
     return match.group(1) if match else None
+
+
+def _bearer_refusal(
+    exchange: Exchange, refused: bool, error: str, what: str, status: int = 401
+) -> Finding:
+    """The verdict on an RFC 6750 refusal: ``refused`` as the rule wants, ``what`` accepted
+    (2xx), or refused without saying ``error``. A 403 rule also takes a plain 401."""
+    observed = f"HTTP {exchange.status}, error={bearer_error(exchange) or '(none)'}"
+    wanted = f'{status} error="{error}"' + (" or 401" if status != 401 else "")
+    if refused:
+        return ok(f"refused: {observed}" if status != 401 else f'401 with error="{error}"')
+    if exchange.status is not None and exchange.status < 300:
+        return violation(f"{what} was accepted", wanted, observed)
+    return violation(f"the refusal does not say {error}", wanted, observed)
 
 
 def _parse_body(exchange: Exchange | None) -> etree._Element | None:

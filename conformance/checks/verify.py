@@ -13,7 +13,14 @@ import functools
 from collections.abc import Callable
 from typing import TypeVar
 
-from conformance.checks.base import CheckContext, CheckFunction, Finding, message_content, skipped
+from conformance.checks.base import (
+    CheckContext,
+    CheckFunction,
+    Finding,
+    message_content,
+    skipped,
+    violation,
+)
 from conformance.exchange import Exchange
 
 _T = TypeVar("_T")
@@ -68,3 +75,13 @@ def present(value: _T | None, absent: str) -> _T | Finding:
 def content_of(ctx: CheckContext, kind: type[_T]) -> _T | Finding:
     """The child of KmsMessage of model type ``kind``, or skipped "no <kind>"."""
     return present(message_content(ctx, kind), f"no {kind.__name__}")
+
+
+def response_field(ctx: CheckContext, name: str, expected: str) -> str | Finding:
+    """The text of KmsResponse's attribute ``name``; missing is a violation against ``expected``."""
+    if ctx.raw is None:
+        return skipped("no KmsResponse")
+    value = ctx.raw.get(name)
+    if value is None:
+        return violation(f"{name} is missing", expected, "(absent)")
+    return value
