@@ -21,7 +21,7 @@ from urllib.parse import quote
 from lxml import etree
 
 from conformance.auth import other_means
-from conformance.crypto import CryptoError, xmldsig, xmlenc
+from conformance.crypto import CryptoError
 from conformance.exchange import Exchange, RecordedRequest
 from conformance.limits import Limits
 from conformance.model import (
@@ -34,6 +34,7 @@ from conformance.model import (
 from conformance.profiles import Profile
 from conformance.target import Target, User
 from conformance.xmlsafe import XmlRejected, hardened_parser, parse_xml
+from conformance.xmlsec import xmldsig, xmlenc
 
 KMS_REQUEST_VERSION: Final = "1.1.0"
 EXTENSION_NS: Final = "urn:example:ext"

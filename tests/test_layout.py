@@ -1,9 +1,11 @@
 """The layout rules of issue 17, read from the source with ``ast`` (nothing is imported).
 
 * No module in conformance/ or refkms/ exceeds 600 lines (STYLE.md).
-* The harness never imports the reference KMS; refkms imports only conformance.crypto.
-* conformance.crypto is a leaf: it imports nothing of the harness above it, and no XML or
-  HTTP library, except the two XML-security modules issue 17 still has to move out.
+* The harness never imports the reference KMS; refkms imports only conformance.crypto and
+  conformance.xmlsec (XML signature and encryption, the layer above crypto).
+* conformance.crypto is pure: it imports nothing of the harness above it and no XML or HTTP
+  library; its only exceptions are the two re-exports left at the old paths of
+  xmldsig/xmlenc, which must stay bare re-exports.
 * Every harness module belongs to one stage of ``STAGES`` and imports only its own stage
   and the stages before it. The order is the import order the code has, lowest first;
   where it differs from a case's way through the harness (catalogue -> target -> probe ->
@@ -41,6 +43,8 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
             "conformance.crypto.*",
         ),
     ),
+    # XML signature and encryption (D.1, D.3.1) on top of the pure crypto.
+    ("xmlsec", ("conformance.xmlsec.*",)),
     # The KmsResponse model and the profiles (schema, namespace, versions) it is read with.
     ("model", ("conformance.model", "conformance.profiles.*")),
     # The target file (PICS, PIXIT, users, secrets) and how users authenticate.
@@ -87,8 +91,8 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
 )
 
-# XML security still lives in crypto/ (issue 17 asks for its own package above crypto).
-XML_IN_CRYPTO = frozenset({"conformance.crypto.xmldsig", "conformance.crypto.xmlenc"})
+# The old paths of the modules that moved to conformance/xmlsec/ (issue 17).
+CRYPTO_REEXPORTS = frozenset({"conformance.crypto.xmldsig", "conformance.crypto.xmlenc"})
 NOT_IN_CRYPTO = ("lxml", "httpx", "httpcore", "xml", "defusedxml", "xmlschema", "signxml")
 
 
@@ -149,34 +153,45 @@ def test_the_harness_never_imports_the_reference_kms() -> None:
     assert not {k: v for k, v in offenders.items() if v}
 
 
-def test_the_reference_kms_imports_only_conformance_crypto() -> None:
+def test_the_reference_kms_imports_only_crypto_and_xmlsec() -> None:
     offenders = {
         name: sorted(
             i
             for i in _imports(path)
             if i.split(".")[0] == "conformance"
-            and i not in ("conformance", "conformance.crypto")
-            and not i.startswith("conformance.crypto.")
+            and i not in ("conformance", "conformance.crypto", "conformance.xmlsec")
+            and not i.startswith(("conformance.crypto.", "conformance.xmlsec."))
         )
         for name, path in _modules("refkms")
     }
     assert not {k: v for k, v in offenders.items() if v}
 
 
-def test_crypto_is_a_leaf_without_xml_or_http() -> None:
+def test_crypto_is_pure() -> None:
     known = _harness_modules()
     problems: dict[str, list[str]] = {}
     for name, path in _modules("conformance/crypto"):
+        if name in CRYPTO_REEXPORTS:
+            continue  # test_old_crypto_paths_only_reexport_xmlsec
         imported = _imports(path)
         upward = sorted(
             i for i in _internal(imported, known) if not i.startswith("conformance.crypto")
         )
         libraries = sorted(i for i in imported if i.split(".")[0] in NOT_IN_CRYPTO)
-        if name in XML_IN_CRYPTO:
-            libraries = [i for i in libraries if i.split(".")[0] not in ("lxml", "xml")]
         if upward or libraries:
             problems[name] = upward + libraries
     assert not problems, f"crypto/ must stay pure: {problems}"
+
+
+def test_old_crypto_paths_only_reexport_xmlsec() -> None:
+    for name in sorted(CRYPTO_REEXPORTS):
+        path = ROOT / (name.replace(".", "/") + ".py")
+        body = ast.parse(path.read_text(encoding="utf-8")).body
+        statements = [n for n in body if not isinstance(n, ast.Expr)]  # the docstring
+        moved_to = "conformance.xmlsec." + name.rsplit(".", 1)[1]
+        assert [(type(n).__name__, getattr(n, "module", None)) for n in statements] == [
+            ("ImportFrom", moved_to)
+        ], f"{name} must only re-export {moved_to}"
 
 
 def test_every_harness_module_has_a_stage() -> None:
@@ -190,7 +205,7 @@ def test_stages_import_only_themselves_and_the_stages_before() -> None:
     wrong: list[str] = []
     for name, path in _modules("conformance"):
         own = _stage_of(name)
-        if own is None:
+        if own is None or name in CRYPTO_REEXPORTS:
             continue  # reported by test_every_harness_module_has_a_stage
         for imported in sorted(_internal(_imports(path), known)):
             stage = _stage_of(imported)

@@ -44,7 +44,6 @@ from conformance.checks.security_support import (
     wrapped_keys_finding,
 )
 from conformance.checks.verify import verifies
-from conformance.crypto import xmldsig, xmlenc
 from conformance.protection import (
     NEW_KEY_ELEMENTS,
     EncryptionFacts,
@@ -53,6 +52,7 @@ from conformance.protection import (
     WrappedKeyFacts,
 )
 from conformance.verdicts import Strength
+from conformance.xmlsec import xmldsig, xmlenc
 
 
 @check(

@@ -19,7 +19,6 @@ from conformance.checks.base import (
 )
 from conformance.checks.envelope import EXPECTED_CONTENT, profile_schema_errors
 from conformance.checks.verify import present
-from conformance.crypto import xmldsig, xmlenc
 from conformance.model import KmsKeyProv, KmsResponse
 from conformance.protection import (
     EncryptionFacts,
@@ -30,6 +29,7 @@ from conformance.protection import (
 )
 from conformance.target import SymmetricKey
 from conformance.verdicts import Outcome
+from conformance.xmlsec import xmldsig, xmlenc
 
 KEY_LABELS = {"ink": "InK", "trk": "TrK"}
 NEW_KEY_MESSAGE_TYPES = {"KmsInit": "KmsInitTkIkType", "KmsKeyProv": "KmsKeyProvTkIkType"}
