@@ -16,7 +16,8 @@ from pathlib import Path
 
 from lxml import etree
 
-from conformance.crypto import _arith, eccsi, sakke, uid, xmlenc
+from conformance.crypto import _arith, eccsi, sakke, uid
+from conformance.xmlsec import xmlenc
 
 KEYSET = json.loads(
     (Path(__file__).resolve().parent.parent / "tests/vectors/keysets.json").read_text()

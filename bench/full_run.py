@@ -115,9 +115,9 @@ ENTRY_POINTS: dict[str, tuple[str, ...]] = {
         "conformance.crypto.eccsi:validate_signing_keys",
         "conformance.crypto.eccsi:validate_public_auth_key",
         "conformance.crypto.uid:mikey_sakke_uid",
-        "conformance.crypto.xmlenc:decrypt_content",
-        "conformance.crypto.xmlenc:unwrap_key",
-        "conformance.crypto.xmldsig:verify",
+        "conformance.xmlsec.xmlenc:decrypt_content",
+        "conformance.xmlsec.xmlenc:unwrap_key",
+        "conformance.xmlsec.xmldsig:verify",
     ),
     "XML parsing and schema validation": (
         "conformance.xmlsafe:parse_xml",

@@ -23,58 +23,71 @@ Nothing here logs or prints a secret.
 
 Each exchange has one deadline, ``timeout_s`` after it starts: connect, TLS handshake,
 writes and every read get at most what remains of it, so a target that drips a byte at a
-time cannot keep an exchange alive past ``timeout_s``.
+time cannot keep an exchange alive past ``timeout_s``. Bodies and tokens are built in
+probe_requests.py, the transport and its deadline live in probe_transport.py.
 """
 
 from __future__ import annotations
 
-import base64
-import http.cookiejar
-import secrets
-import socket
 import ssl
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, Self
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import httpcore
 import httpx
-from cryptography import x509
-from lxml import etree
 
 from conformance import __version__
-from conformance.auth import credential_headers, has_own_certificate, other_means, tls_context
-from conformance.crypto import CryptoError, xmldsig, xmlenc
+from conformance.auth import credential_headers, has_own_certificate, tls_context
+from conformance.crypto import CryptoError
 from conformance.crypto.periods import encode_ntp_time, key_period_no, ntp_seconds, period_start
-from conformance.exchange import Exchange, RecordedRequest, TlsFacts
+from conformance.exchange import Exchange, RecordedRequest
 from conformance.model import (
-    EncryptedContent,
     KmsCertCache,
     KmsCertificate,
     KmsInit,
     MessageContent,
-    NotAKmsResponse,
-    parse_message_content,
-    parse_response,
+)
+from conformance.probe_requests import (
+    TOKEN_VARIANTS,
+    MissingInput,
+    PreconditionFailed,
+    PreparedRequest,
+    StepError,
+    bearer_token,
+    credential_user,
+    identity_of,
+    path_segment,
+    read_message_content,
+    request_body,
+    unsent_exchange,
+    user_number,
+)
+from conformance.probe_transport import (
+    IDENTITY_EXTENSION,
+    RAW_TARGET,
+    DeadlineTransport,
+    ExchangeBounds,
+    new_client,
+    one_line,
+    ssl_context_for,
+    transfer,
 )
 from conformance.profiles import Profile
 from conformance.target import Target, User
-from conformance.xmlsafe import XmlRejected, hardened_parser, parse_xml
+
+__all__ = [
+    "BODY_VARIANTS",
+    "REQUEST_TYPES",
+    "TOKEN_VARIANTS",
+    "MissingInput",
+    "PreconditionFailed",
+    "Probe",
+]
 
 REQUEST_TYPES: Final = ("init", "keyprov", "certcache", "cert", "lookup", "redirect", "raw")
-TOKEN_VARIANTS: Final = (
-    "valid",
-    "none",
-    "expired",
-    "wrong_scope",
-    "malformed",
-    "bad_signature",
-    "other_user",
-)
 BODY_VARIANTS: Final = (
     "none",
     "request",
@@ -90,35 +103,10 @@ BODY_VARIANTS: Final = (
     "krrlist",
     "bad-krrlist",
 )
-KMS_REQUEST_VERSION: Final = "1.1.0"
-EXTENSION_NS: Final = "urn:example:ext"
-JUNK_OCTETS: Final = 1024 * 1024
 # Time overrides of the "stale"/"future" kind sit a day away: beyond any freshness window.
-TIME_SHIFT: Final = timedelta(days=1)
-RANDOM_KEY_OCTETS: Final = 32
-RANDOM_KEY_ID_OCTETS: Final = 16
 
-_SIGNED_VARIANTS: Final = frozenset(
-    {"signed", "signed-ink", "signed-trk", "signed-wrong-key", "signed-wrong-id", "bad-signature"}
-)
-_NEGATIVE_TOKENS: Final = ("expired", "wrong_scope", "malformed", "bad_signature")
-_RAW_TARGET: Final = "kms_conformance.raw_target"
-_IDENTITY: Final = "kms_conformance.identity"
-_MAX_ERROR_CHARS: Final = 300
 # A raw path goes out as written, except what cannot stand in a request line.
 _VISIBLE_ASCII: Final = "".join(chr(code) for code in range(0x21, 0x7F))
-
-
-class MissingInput(Exception):
-    """A PIXIT input the step needs is absent from the target file: the case is n/a."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        super().__init__(f"needs {what}")
-
-
-class PreconditionFailed(Exception):
-    """A preliminary exchange the step needs failed: the case is inconc (one-line message)."""
 
 
 class Probe:
@@ -141,28 +129,20 @@ class Probe:
         self._max_body = settings.max_body_bytes
         self._in_process = transport is not None
         self._setup_error: str | None = None
-        self._deadline_transport: _DeadlineTransport | None = None
+        self._deadline_transport: DeadlineTransport | None = None
         if transport is None:
             try:
-                context = _ssl_context(target)
+                context = ssl_context_for(target)
             except (OSError, ssl.SSLError, ValueError) as exc:
                 # Reported on every exchange: the constructor must not raise for the target.
-                self._setup_error = f"TLS: cannot set up the client: {_flat(str(exc))}"
+                self._setup_error = f"TLS: cannot set up the client: {one_line(str(exc))}"
                 context = ssl.create_default_context()
-            self._deadline_transport = _DeadlineTransport(context)
+            self._deadline_transport = DeadlineTransport(context)
             transport = self._deadline_transport
-        # No state between requests that a case does not ask for (DESIGN.md 9): cookies a
-        # target sets are never stored nor sent back, redirects are never followed, and
-        # each identity has its own connections (_DeadlineTransport).
-        self._client = httpx.Client(
-            transport=transport,
-            timeout=httpx.Timeout(self._timeout_s),
-            follow_redirects=False,
-            trust_env=False,
-            cookies=_NoCookies(),
-        )
+        # Each identity has its own connections (DeadlineTransport); new_client keeps no state.
+        self._client = new_client(transport, self._timeout_s)
         # Users with a TLS client certificate of their own get a connection pool each.
-        self._user_clients: dict[int, tuple[httpx.Client, _DeadlineTransport]] = {}
+        self._user_clients: dict[int, tuple[httpx.Client, DeadlineTransport]] = {}
         self._init_body: bytes | None = None
         self._init_done = False
         self._held: dict[int, User] = {}
@@ -221,8 +201,8 @@ class Probe:
         try:
             prepared = self._prepare(step, label)
             request = self._build(prepared)
-        except _StepError as problem:
-            return self._record(_unsent(label, step, str(problem)))
+        except StepError as problem:
+            return self._record(unsent_exchange(label, step, str(problem)))
         return self._record(self._exchange(label, prepared, request))
 
     def resend(
@@ -249,12 +229,12 @@ class Probe:
         token = self._token(token_variant, user)
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        credential_no = self._credential_user(token_variant, user)
+        credential_no = credential_user(token_variant, user)
         credentials = credential_headers(self.target, self._user(credential_no))
         headers.update(credentials)
         if body:
             headers["Content-Type"] = "application/xml"
-        prepared = _Prepared(
+        prepared = PreparedRequest(
             method.upper(),
             url,
             path.encode("ascii", "replace"),
@@ -264,13 +244,13 @@ class Probe:
             "recorded",
             ["replayed from recorded evidence"],
             credential_user=credential_no,
-            identity=_identity(token_variant, credential_no, bool(credentials)),
+            identity=identity_of(token_variant, credential_no, bool(credentials)),
         )
         try:
             request = self._build(prepared)
-        except _StepError as problem:
+        except StepError as problem:
             step = {"request": "raw", "method": method, "path": path}
-            return self._record(_unsent(label, step, str(problem)))
+            return self._record(unsent_exchange(label, step, str(problem)))
         return self._record(self._exchange(label, prepared, request))
 
     def init_response(self) -> bytes | None:
@@ -314,17 +294,17 @@ class Probe:
         step.update({k: v for k, v in options.items() if v is not None})
         return self.send(step, label)
 
-    def _prepare(self, step: Mapping[str, Any], label: str) -> _Prepared:
+    def _prepare(self, step: Mapping[str, Any], label: str) -> PreparedRequest:
         kind = step.get("request")
         if kind not in REQUEST_TYPES:
-            raise _StepError(f"unknown request type {kind!r} (known: {', '.join(REQUEST_TYPES)})")
-        user_no = _user_number(step.get("user", 1))
+            raise StepError(f"unknown request type {kind!r} (known: {', '.join(REQUEST_TYPES)})")
+        user_no = user_number(step.get("user", 1))
         user = self._user(user_no)
         method = str(step.get("method", "POST")).upper()
         token_variant = str(step.get("token", "valid"))
         body_variant = str(step.get("body", "none"))
         if body_variant not in BODY_VARIANTS:
-            raise _StepError(f"unknown body {body_variant!r} (known: {', '.join(BODY_VARIANTS)})")
+            raise StepError(f"unknown body {body_variant!r} (known: {', '.join(BODY_VARIANTS)})")
         notes: list[str] = []
         url, raw_target = self._url(kind, step, user_no, user, label=label, notes=notes)
         headers = {
@@ -336,16 +316,16 @@ class Probe:
         token = self._token(token_variant, user_no)
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
-        credential_no = self._credential_user(token_variant, user_no)
+        credential_no = credential_user(token_variant, user_no)
         credentials = credential_headers(self.target, self._user(credential_no))
         headers.update(credentials)
         fields = step.get("fields") or {}
         if not isinstance(fields, Mapping):
-            raise _StepError("fields must be a mapping of KmsRequest element names to values")
+            raise StepError("fields must be a mapping of KmsRequest element names to values")
         body = self._body(body_variant, user_no, user, url, fields)
         if body_variant != "none":
             headers["Content-Type"] = "application/xml"
-        return _Prepared(
+        return PreparedRequest(
             method,
             url,
             raw_target,
@@ -355,7 +335,7 @@ class Probe:
             body_variant,
             notes,
             credential_user=credential_no,
-            identity=_identity(token_variant, credential_no, bool(credentials)),
+            identity=identity_of(token_variant, credential_no, bool(credentials)),
         )
 
     def _url(
@@ -377,22 +357,22 @@ class Probe:
         elif kind == "certcache":
             url = f"{base}/certcache" + self._certcache_segment(step, user_no, label)
         elif kind == "cert":
-            url = f"{base}/cert/" + _segment(self._cert_uri(str(step.get("uri", "own"))))
+            url = f"{base}/cert/" + path_segment(self._cert_uri(str(step.get("uri", "own"))))
         elif kind == "lookup":
-            url = f"{base}/lookup/" + _segment(self._lookup_uri(str(step.get("uri", "known"))))
+            url = f"{base}/lookup/" + path_segment(self._lookup_uri(str(step.get("uri", "known"))))
         elif kind == "redirect":
             url = f"{base}/redirect"
         else:
             path = step.get("path")
             if not isinstance(path, str) or not path:
-                raise _StepError("a raw request needs a path")
+                raise StepError("a raw request needs a path")
             path = quote(path if path.startswith("/") else "/" + path, safe=_VISIBLE_ASCII)
             parts = urlsplit(base)
             url = urlunsplit((parts.scheme, parts.netloc, "", "", "")) + path
             raw_target = path.encode("ascii")
         scheme = str(step.get("scheme", "https")).lower()
         if scheme not in ("https", "http"):
-            raise _StepError(f"scheme {scheme!r} is not https or http")
+            raise StepError(f"scheme {scheme!r} is not https or http")
         if scheme == "http":
             parts = urlsplit(url)
             if parts.scheme != "http":
@@ -416,9 +396,9 @@ class Probe:
             uri = self._user(2 if user_no == 1 else 1).uri
         else:
             uri = uri_value
-        segments = "/" + _segment(uri)
+        segments = "/" + path_segment(uri)
         if time_value is not None:
-            segments += "/" + _segment(self._keyprov_time(str(time_value)))
+            segments += "/" + path_segment(self._keyprov_time(str(time_value)))
         return segments
 
     def _keyprov_time(self, value: str) -> str:
@@ -452,7 +432,7 @@ class Probe:
         if number is None:
             return ""
         if number != "current":
-            return "/" + _segment(str(number))
+            return "/" + path_segment(str(number))
         step_user = {"user": user_no}
         preliminary = self.send({"request": "certcache", **step_user}, f"{label}-preliminary")
         what = "the preliminary KMS CertCache"
@@ -466,7 +446,7 @@ class Probe:
         cache_num = (content.attr("CacheNum") or "").strip()
         if not cache_num:
             raise PreconditionFailed(f"{what}'s KmsCertCache has no CacheNum")
-        return "/" + _segment(cache_num)
+        return "/" + path_segment(cache_num)
 
     def _cert_uri(self, value: str) -> str:
         if value == "own":
@@ -507,88 +487,39 @@ class Probe:
         raise MissingInput("pixit.kms_uri")
 
     def _token(self, variant: str, user_no: int) -> str | None:
-        if variant == "none":
-            if not self.target.bearer:
-                means = other_means(self.target, self._user(user_no)) or "other means"
-                raise MissingInput(
-                    f"Bearer tokens (the target identifies users by {means}, so a request "
-                    "without a token is not an unauthenticated one)"
-                )
-            return None
-        if variant in ("valid", "other_user"):
-            owner_no = user_no if variant == "valid" else (2 if user_no == 1 else 1)
-            owner = self._user(owner_no)
-            if owner.token is None:
-                if other_means(self.target, owner):
-                    return None  # the identity header or client certificate says who
-                raise MissingInput(f"users[{owner_no}].token")
-            return owner.token.text()
-        if variant in _NEGATIVE_TOKENS:
-            negative = getattr(self.target.tokens, variant)
-            if negative is None:
-                raise MissingInput(f"tokens.{variant}")
-            return str(negative.text())
-        raise _StepError(f"unknown token {variant!r} (known: {', '.join(TOKEN_VARIANTS)})")
+        return bearer_token(self.target, variant, user_no, self._user)
 
-    @staticmethod
-    def _credential_user(variant: str, user_no: int) -> int:
-        """Whose credentials (headers, client certificate) a request carries."""
-        return (2 if user_no == 1 else 1) if variant == "other_user" else user_no
-
-    def _client_for(self, user_no: int) -> tuple[httpx.Client, _DeadlineTransport | None]:
+    def _client_for(self, user_no: int) -> tuple[httpx.Client, DeadlineTransport | None]:
         """The client whose TLS identity is that user's (its own certificate, if any)."""
         user = self._user(user_no)
         if self._in_process or not has_own_certificate(user) or self._setup_error:
             return self._client, self._deadline_transport
         if user_no not in self._user_clients:
-            transport = _DeadlineTransport(tls_context(self.target, user))
-            client = httpx.Client(
-                transport=transport,
-                timeout=httpx.Timeout(self._timeout_s),
-                follow_redirects=False,
-                trust_env=False,
-                cookies=_NoCookies(),
-            )
+            transport = DeadlineTransport(tls_context(self.target, user))
+            client = new_client(transport, self._timeout_s)
             self._user_clients[user_no] = (client, transport)
         return self._user_clients[user_no]
 
     def _body(
         self, variant: str, user_no: int, user: User, url: str, fields: Mapping[str, Any]
     ) -> bytes:
-        if variant == "none":
-            return b""
-        if variant == "junk":
-            return _junk()
-        builder = _RequestBuilder(self.profile, self._now())
-        values: dict[str, Any] = {
-            "UserUri": user.uri,
-            "KmsUri": self._required_kms_uri(),
-            "Time": _xsd_date_time(builder.now),
-            "ClientReqUrl": url,
-        }
-        if self.profile.has_trk_id_elements and user.trk is not None:
-            values["TrK-ID"] = user.trk.key_id_b64
-        if variant == "krrlist":
-            values["KrrList"] = _krr_list(self.profile, well_formed=True)
-        elif variant == "bad-krrlist":
-            values["KrrList"] = _krr_list(self.profile, well_formed=False)
-        signing = _signing_plan(variant, user_no, user) if variant in _SIGNED_VARIANTS else None
-        if signing is not None and self.profile.has_trk_id_elements:
-            values["Signature-ID"] = _b64(signing.key_id)
-        builder.apply_overrides(values, fields)
-        request = builder.kms_request(values, extension=variant == "extension")
-        if variant == "malformed":
-            return _cut_in_an_element(_serialize(request))
-        if signing is None:
-            return _serialize(request)
-        return _serialize(builder.signed(request, signing))
+        return request_body(
+            variant,
+            user_no,
+            user,
+            url,
+            fields,
+            profile=self.profile,
+            now=self._now(),
+            kms_uri=self._required_kms_uri,
+        )
 
     # -- sending -----------------------------------------------------------------------
 
-    def _build(self, prepared: _Prepared) -> httpx.Request:
-        extensions: dict[str, Any] = {_IDENTITY: prepared.identity}
+    def _build(self, prepared: PreparedRequest) -> httpx.Request:
+        extensions: dict[str, Any] = {IDENTITY_EXTENSION: prepared.identity}
         if prepared.raw_target:
-            extensions[_RAW_TARGET] = prepared.raw_target
+            extensions[RAW_TARGET] = prepared.raw_target
         try:
             return self._client.build_request(
                 prepared.method,
@@ -598,12 +529,12 @@ class Probe:
                 extensions=extensions,
             )
         except httpx.InvalidURL as exc:
-            raise _StepError(_flat(f"the request URL is not usable: {exc}")) from None
+            raise StepError(one_line(f"the request URL is not usable: {exc}")) from None
         except (httpx.HTTPError, ValueError, TypeError) as exc:
             # Only the exception type: a header value (a token) may be in its message.
-            raise _StepError(f"the request could not be built ({type(exc).__name__})") from None
+            raise StepError(f"the request could not be built ({type(exc).__name__})") from None
 
-    def _exchange(self, label: str, prepared: _Prepared, request: httpx.Request) -> Exchange:
+    def _exchange(self, label: str, prepared: PreparedRequest, request: httpx.Request) -> Exchange:
         # Only our own transport sends a raw path verbatim; httpx normalizes it otherwise.
         verbatim = prepared.raw_target if not self._in_process else None
         path = (verbatim or request.url.raw_path).decode("ascii", "replace")
@@ -626,92 +557,29 @@ class Probe:
             exchange.error, exchange.error_kind = self._setup_error, "tls"
             return exchange
         started = time.monotonic()
-        deadline = started + self._timeout_s
         try:
             client, deadline_transport = self._client_for(prepared.credential_user)
         except (OSError, ssl.SSLError, ValueError) as exc:
-            exchange.error = f"TLS: cannot load the client certificate: {_flat(str(exc))}"
+            exchange.error = f"TLS: cannot load the client certificate: {one_line(str(exc))}"
             exchange.error_kind = "tls"
             return exchange
-        if deadline_transport is not None:
-            deadline_transport.backend.deadline = deadline
-        in_body = False
-        try:
-            response = client.send(request, stream=True)
-            try:
-                exchange.status = response.status_code
-                exchange.reason = response.reason_phrase
-                exchange.http_version = response.http_version
-                exchange.headers = tuple(
-                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw
-                )
-                if not self._in_process:
-                    exchange.tls = _tls_facts(response)
-                in_body = True
-                self._read_body(response, exchange, deadline)
-            finally:
-                response.close()
-        except Exception as exc:  # every failure becomes a one-line record, never a traceback
-            exchange.error_kind, exchange.error = _classify(exc, self._timeout_s, in_body)
-        exchange.elapsed_s = time.monotonic() - started
-        if exchange.header("content-encoding") not in (None, "identity"):
-            exchange.notes.append(
-                "the response has a Content-Encoding although identity was asked for; "
-                "the body is recorded undecoded"
-            )
+        transfer(
+            client,
+            request,
+            exchange,
+            ExchangeBounds(started, self._timeout_s, self._max_body),
+            deadline_transport=deadline_transport,
+            record_tls=not self._in_process,
+        )
         return exchange
-
-    def _read_body(self, response: httpx.Response, exchange: Exchange, deadline: float) -> None:
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            for chunk in _raw_chunks(response):
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > self._max_body:
-                    exchange.truncated = True
-                    exchange.error = f"response body exceeds {self._max_body} bytes"
-                    exchange.error_kind = "too-large"
-                    break
-                if time.monotonic() > deadline:
-                    exchange.error = f"response body not complete within {self._timeout_s:g} s"
-                    exchange.error_kind = "timeout"
-                    break
-        finally:
-            # What arrived before a failure is evidence too.
-            exchange.body = b"".join(chunks)[: self._max_body]
 
     def _record(self, exchange: Exchange) -> Exchange:
         self.exchanges.append(exchange)
         return exchange
 
-    # -- reading what the KMS sent ----------------------------------------------------------
-
     def _message_content(self, body: bytes, user: User) -> MessageContent | None:
         """The KmsMessage content of a response, decrypted with the user's TrK if needed."""
-        try:
-            response = parse_response(
-                parse_xml(body, max_bytes=self._max_body, limits=self.target.limits),
-                self.profile.namespace,
-            )
-        except (XmlRejected, NotAKmsResponse):
-            return None
-        content = response.kms_message.content if response.kms_message else None
-        if not isinstance(content, EncryptedContent):
-            return content
-        if user.trk is None:
-            return None
-        try:
-            plaintext = xmlenc.decrypt_content(content.element, user.trk.key.reveal())
-            nodes = xmlenc.parse_plaintext_fragment(content.element, plaintext, hardened_parser())
-        except (CryptoError, etree.XMLSyntaxError, ValueError):
-            return None
-        for node in nodes:
-            if isinstance(node.tag, str):
-                return parse_message_content(node, self.profile.namespace)
-        return None
-
-    # -- small helpers -------------------------------------------------------------------
+        return read_message_content(body, user, self.profile, self._max_body, self.target.limits)
 
     def hold(self, users: Mapping[int, User] | None) -> None:
         """The keys the UE holds in the running case (conformance.uestate), by user number:
@@ -726,470 +594,3 @@ class Probe:
     def _now(self) -> datetime:
         now = self._clock()
         return now if now.utcoffset() is not None else now.replace(tzinfo=UTC)
-
-
-# -- request bodies ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    method: str
-    url: str
-    raw_target: bytes | None
-    headers: dict[str, str]
-    body: bytes
-    token_variant: str
-    body_variant: str
-    notes: list[str] = field(default_factory=list)
-    identity: str = "anonymous"  # whose connections the request may use
-    credential_user: int = 1
-
-
-def _identity(token_variant: str, credential_no: int, has_credentials: bool) -> str:
-    """The credential set a request carries: requests of different identities never share
-    a connection (a tokenless case must not ride on one that carried a token). Identity
-    headers of the credential user make a tokenless request that user's."""
-    carries = token_variant != "none" or has_credentials
-    return f"user{credential_no}:{token_variant}" if carries else "anonymous"
-
-
-class _NoCookies(http.cookiejar.CookieJar):
-    """A cookie jar that never stores a cookie, so none is ever sent back."""
-
-    def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:
-        return None
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        return None
-
-
-@dataclass(frozen=True)
-class _SigningPlan:
-    key: bytes = field(repr=False)
-    key_id: bytes  # what Signature-ID and ds:KeyName name
-    flip_signature: bool = False
-
-
-class _StepError(Exception):
-    """A step the probe cannot build: a catalogue or engine bug, not a target problem."""
-
-
-def _unsent(label: str, step: Mapping[str, Any], problem: str) -> Exchange:
-    return Exchange(
-        label,
-        RecordedRequest(
-            method=str(step.get("method", "POST")),
-            url="",
-            path="",
-            headers=(),
-            body=b"",
-            token_variant=str(step.get("token", "valid")),
-            body_variant=str(step.get("body", "none")),
-        ),
-        error=problem,
-        error_kind="usage",
-    )
-
-
-class _RequestBuilder:
-    def __init__(self, profile: Profile, now: datetime) -> None:
-        self.profile = profile
-        self.now = now
-        self.ns = profile.namespace
-
-    def apply_overrides(self, values: dict[str, Any], fields: Mapping[str, Any]) -> None:
-        for key, value in fields.items():
-            name, text = str(key), str(value)
-            if text == "omit":
-                values.pop(name, None)
-            elif name == "Time" and text == "stale":
-                values[name] = _xsd_date_time(self.now - TIME_SHIFT)
-            elif name == "Time" and text == "future":
-                values[name] = _xsd_date_time(self.now + TIME_SHIFT)
-            elif name == "TrK-ID" and text == "unknown":
-                values[name] = _b64(secrets.token_bytes(RANDOM_KEY_ID_OCTETS))
-            else:
-                values[name] = text
-
-    def kms_request(self, values: Mapping[str, Any], *, extension: bool) -> etree._Element:
-        request = etree.Element(self._tag("KmsRequest"), nsmap={None: self.ns})  # type: ignore[dict-item]
-        request.set("Version", KMS_REQUEST_VERSION)
-        ordered = [n for n in self.profile.request_child_order if n in values]
-        ordered += [n for n in values if n not in self.profile.request_child_order]
-        for name in ordered:
-            value = values[name]
-            if isinstance(value, etree._Element):
-                request.append(value)
-            else:
-                etree.SubElement(request, self._tag(name)).text = str(value)
-        if extension:
-            etree.SubElement(request, f"{{{EXTENSION_NS}}}Foo", nsmap={"x": EXTENSION_NS})
-        return request
-
-    def signed(self, request: etree._Element, plan: _SigningPlan) -> etree._Element:
-        wrapper = etree.Element(self._tag("SignedKmsRequest"), nsmap={None: self.ns})  # type: ignore[dict-item]
-        wrapper.append(request)
-        signature = xmldsig.sign(
-            request, plan.key, plan.key_id, id_value=f"kmsreq-{secrets.token_hex(6)}"
-        )
-        if plan.flip_signature:
-            value = signature.find(f"{{{xmldsig.DS_NS}}}SignatureValue")
-            assert value is not None
-            octets = bytearray(xmldsig.decode_base64(value.text, "SignatureValue"))
-            octets[0] ^= 0x01
-            value.text = _b64(bytes(octets))
-        return wrapper
-
-    def _tag(self, name: str) -> str:
-        return f"{{{self.ns}}}{name}"
-
-
-def _signing_plan(variant: str, user_no: int, user: User) -> _SigningPlan:
-    trk, ink = user.trk, user.ink
-    if variant == "signed-ink":
-        if ink is None:
-            raise MissingInput(f"users[{user_no}].ink")
-        return _SigningPlan(ink.key.reveal(), ink.key_id)
-    if variant == "signed-trk":
-        if trk is None:
-            raise MissingInput(f"users[{user_no}].trk")
-        return _SigningPlan(trk.key.reveal(), trk.key_id)
-    # D.2.2: the InK signs when there is one, else the TrK.
-    chosen = ink or trk
-    if chosen is None:
-        raise MissingInput(f"users[{user_no}].trk")
-    if variant == "signed-wrong-key":
-        return _SigningPlan(secrets.token_bytes(RANDOM_KEY_OCTETS), chosen.key_id)
-    if variant == "signed-wrong-id":
-        other = trk if chosen is ink else None
-        wrong_id = other.key_id if other is not None else secrets.token_bytes(RANDOM_KEY_ID_OCTETS)
-        return _SigningPlan(chosen.key.reveal(), wrong_id)
-    flip = variant == "bad-signature"
-    return _SigningPlan(chosen.key.reveal(), chosen.key_id, flip_signature=flip)
-
-
-def _krr_list(profile: Profile, *, well_formed: bool) -> etree._Element:
-    krr_list = etree.Element(f"{{{profile.namespace}}}KrrList")
-    if well_formed:
-        # D.4.4's element names could not be read (schemas/krr): one empty KRR root element
-        # is what the open KRR content model certainly accepts.
-        etree.SubElement(
-            krr_list,
-            f"{{{profile.krr_namespace}}}KmsRedirectResponse",
-            nsmap={"krr": profile.krr_namespace},
-        )
-    else:
-        krr_list.text = "not a KMS Redirect Response"
-    return krr_list
-
-
-def _cut_in_an_element(document: bytes) -> bytes:
-    # Inside the KmsUri start tag when there is one: unmistakably not well-formed.
-    cut = document.find(b"<KmsUri")
-    return document[: cut + 4] if cut >= 0 else document[: len(document) // 2]
-
-
-_JUNK_PATTERN: Final = b"\xff\xfe junk \x00 not XML \x01\x02\x03 "
-
-
-def _junk() -> bytes:
-    repeats = JUNK_OCTETS // len(_JUNK_PATTERN) + 1
-    return (_JUNK_PATTERN * repeats)[:JUNK_OCTETS]
-
-
-def _serialize(element: etree._Element) -> bytes:
-    return etree.tostring(element, xml_declaration=True, encoding="UTF-8")
-
-
-def _xsd_date_time(instant: datetime) -> str:
-    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _segment(value: str) -> str:
-    """One path segment: ':' -> %3A, '@' -> %40, '/' -> %2F (kms-interface.md 3.2)."""
-    return quote(value, safe="")
-
-
-def _user_number(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise _StepError(f"user must be a 1-based number, not {value!r}")
-    try:
-        return int(value)
-    except ValueError:
-        raise _StepError(f"user must be a 1-based number, not {value!r}") from None
-
-
-# -- transport -----------------------------------------------------------------------------
-
-
-def _ssl_context(target: Target) -> ssl.SSLContext:
-    return tls_context(target)
-
-
-class _DeadlineTransport(httpx.BaseTransport):
-    """httpcore's HTTP/1.1 pool on a network backend that enforces one deadline per exchange.
-
-    A raw request path travels in the request extension ``_RAW_TARGET`` and is sent as is
-    (httpx would remove dot segments, which some probes must send).
-    """
-
-    def __init__(self, context: ssl.SSLContext) -> None:
-        self.backend = _DeadlineBackend()
-        self._context = context
-        # One pool per identity (the request extension _IDENTITY): keep-alive within an
-        # identity, never a connection that carried another identity's credentials.
-        self._pools: dict[str, httpcore.ConnectionPool] = {}
-
-    def _pool(self, identity: str) -> httpcore.ConnectionPool:
-        pool = self._pools.get(identity)
-        if pool is None:
-            pool = httpcore.ConnectionPool(
-                ssl_context=self._context, http1=True, http2=False, network_backend=self.backend
-            )
-            self._pools[identity] = pool
-        return pool
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        raw_target = request.extensions.get(_RAW_TARGET)
-        target = raw_target if isinstance(raw_target, bytes) else request.url.raw_path
-        identity = str(request.extensions.get(_IDENTITY, "anonymous"))
-        extensions = {
-            k: v for k, v in request.extensions.items() if k not in (_RAW_TARGET, _IDENTITY)
-        }
-        stream = request.stream
-        assert isinstance(stream, httpx.SyncByteStream)
-        core_response = self._pool(identity).handle_request(
-            httpcore.Request(
-                method=request.method,
-                url=httpcore.URL(
-                    scheme=request.url.raw_scheme,
-                    host=request.url.raw_host,
-                    port=request.url.port,
-                    target=target,
-                ),
-                headers=request.headers.raw,
-                content=stream,
-                extensions=extensions,
-            )
-        )
-        return httpx.Response(
-            status_code=core_response.status,
-            headers=core_response.headers,
-            stream=_ResponseStream(core_response),
-            extensions=core_response.extensions,
-        )
-
-    def close(self) -> None:
-        for pool in self._pools.values():
-            pool.close()
-        self._pools.clear()
-
-
-class _ResponseStream(httpx.SyncByteStream):
-    def __init__(self, response: httpcore.Response) -> None:
-        self._response = response
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self._response.iter_stream()
-
-    def close(self) -> None:
-        self._response.close()
-
-
-class _DeadlineBackend(httpcore.NetworkBackend):
-    def __init__(self) -> None:
-        self._inner = httpcore.SyncBackend()
-        self.deadline: float | None = None
-
-    def bounded(self, timeout: float | None, timeout_error: type[Exception]) -> float | None:
-        if self.deadline is None:
-            return timeout
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            raise timeout_error("the exchange deadline has passed")
-        return remaining if timeout is None else min(timeout, remaining)
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        stream = self._inner.connect_tcp(
-            host,
-            port,
-            self.bounded(timeout, httpcore.ConnectTimeout),
-            local_address,
-            socket_options,
-        )
-        return _DeadlineStream(stream, self)
-
-    def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        stream = self._inner.connect_unix_socket(
-            path, self.bounded(timeout, httpcore.ConnectTimeout), socket_options
-        )
-        return _DeadlineStream(stream, self)
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-class _DeadlineStream(httpcore.NetworkStream):
-    def __init__(self, inner: httpcore.NetworkStream, backend: _DeadlineBackend) -> None:
-        self._inner = inner
-        self._backend = backend
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, self._backend.bounded(timeout, httpcore.ReadTimeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, self._backend.bounded(timeout, httpcore.WriteTimeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        bounded = self._backend.bounded(timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(
-            self._inner.start_tls(ssl_context, server_hostname, bounded), self._backend
-        )
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-def _raw_chunks(response: httpx.Response) -> Iterator[bytes]:
-    try:
-        yield from response.iter_raw()
-    except httpx.StreamConsumed:
-        # In-process transports may hand over a response whose body is already read.
-        yield response.content
-
-
-def _tls_facts(response: httpx.Response) -> TlsFacts | None:
-    stream = response.extensions.get("network_stream")
-    get_extra_info = getattr(stream, "get_extra_info", None)
-    if get_extra_info is None:
-        return None
-    # httpcore hands out ssl.SSLObject or the _ssl socket object behind an ssl.SSLSocket:
-    # both have version(), cipher() and getpeercert(binary_form) (positional).
-    ssl_object: Any = get_extra_info("ssl_object")
-    if ssl_object is None or not hasattr(ssl_object, "getpeercert"):
-        return None
-    cipher = ssl_object.cipher()
-    version, cipher_name = ssl_object.version(), cipher[0] if cipher else None
-    der = ssl_object.getpeercert(True)
-    if not der:
-        return TlsFacts(version=version, cipher=cipher_name)
-    try:
-        certificate = x509.load_der_x509_certificate(der)
-        return TlsFacts(
-            version=version,
-            cipher=cipher_name,
-            peer_subject=certificate.subject.rfc4514_string(),
-            peer_issuer=certificate.issuer.rfc4514_string(),
-            peer_san=_subject_alt_names(certificate),
-            peer_not_after=certificate.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        )
-    except ValueError:
-        return TlsFacts(version=version, cipher=cipher_name)
-
-
-def _subject_alt_names(certificate: x509.Certificate) -> tuple[str, ...]:
-    try:
-        extension = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        return ()
-    names = extension.value
-    return tuple(
-        [f"DNS:{name}" for name in names.get_values_for_type(x509.DNSName)]
-        + [f"IP:{address}" for address in names.get_values_for_type(x509.IPAddress)]
-        + [f"URI:{uri}" for uri in names.get_values_for_type(x509.UniformResourceIdentifier)]
-    )
-
-
-# -- failures as one line ----------------------------------------------------------------------
-
-_TIMEOUT_PHASES: Final = (
-    ((httpx.ConnectTimeout, httpcore.ConnectTimeout), "connecting"),
-    ((httpx.WriteTimeout, httpcore.WriteTimeout), "sending the request"),
-    ((httpx.PoolTimeout, httpcore.PoolTimeout), "waiting for a connection"),
-)
-
-
-def _classify(exc: BaseException, timeout_s: float, in_body: bool) -> tuple[str, str]:
-    """(error_kind, one-line error) of a failed exchange."""
-    if isinstance(exc, httpx.TimeoutException | httpcore.TimeoutException | socket.timeout):
-        phase = next(
-            (name for kinds, name in _TIMEOUT_PHASES if isinstance(exc, kinds)),
-            "reading the response body" if in_body else "waiting for the response",
-        )
-        return "timeout", f"no complete answer within {timeout_s:g} s (timed out {phase})"
-    tls_error = _ssl_cause(exc)
-    if tls_error is not None:
-        return "tls", _flat(f"TLS: {_describe_ssl(tls_error)}")
-    if isinstance(exc, httpx.ConnectError | httpcore.ConnectError):
-        return "connect", _flat(f"cannot connect: {_cause_text(exc)}")
-    if isinstance(exc, httpx.RemoteProtocolError | httpcore.RemoteProtocolError):
-        where = "connection closed mid-body" if in_body else "protocol error"
-        return "protocol", _flat(f"{where}: {_cause_text(exc)}")
-    if isinstance(exc, httpx.ReadError | httpcore.ReadError):
-        where = "connection failed mid-body" if in_body else "reading the response failed"
-        return "protocol", _flat(f"{where}: {_cause_text(exc)}")
-    if isinstance(exc, httpx.WriteError | httpcore.WriteError):
-        return "protocol", _flat(f"sending the request failed: {_cause_text(exc)}")
-    if isinstance(exc, httpx.LocalProtocolError | httpcore.LocalProtocolError):
-        # Not the message: h11 quotes the offending header, which may be the token.
-        return "usage", "the request could not be sent: HTTP/1.1 refuses one of its headers"
-    if isinstance(exc, httpx.UnsupportedProtocol | httpcore.UnsupportedProtocol):
-        return "usage", _flat(f"the request could not be sent: {_cause_text(exc)}")
-    return "protocol", _flat(f"{type(exc).__name__}: {_cause_text(exc)}")
-
-
-def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def _describe_ssl(error: ssl.SSLError) -> str:
-    if isinstance(error, ssl.SSLCertVerificationError):
-        detail = error.verify_message or "unknown reason"
-        return f"certificate verify failed: {detail}"
-    text = str(error.args[1]) if len(error.args) > 1 else str(error)
-    return text.split(" (_ssl.c:", 1)[0]
-
-
-def _cause_text(exc: BaseException) -> str:
-    text = str(exc)
-    cause = exc.__cause__ or exc.__context__
-    while not text and cause is not None:
-        text = str(cause) or type(cause).__name__
-        cause = cause.__cause__ or cause.__context__
-    return text or type(exc).__name__
-
-
-def _flat(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= _MAX_ERROR_CHARS else flat[: _MAX_ERROR_CHARS - 3] + "..."

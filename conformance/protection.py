@@ -24,7 +24,7 @@ from typing import Any
 
 from lxml import etree
 
-from conformance.crypto import CryptoError, DecryptionError, xmldsig, xmlenc
+from conformance.crypto import CryptoError, DecryptionError
 from conformance.model import (
     DS_NS,
     KEY_ELEMENTS,
@@ -42,6 +42,7 @@ from conformance.model import (
 from conformance.profiles import Profile
 from conformance.target import SymmetricKey, User
 from conformance.xmlsafe import hardened_parser
+from conformance.xmlsec import xmldsig, xmlenc
 
 # Lengths of the unwrapped key material (D.3.3.2, RFC 6507/6508; kms-interface.md 7.2).
 KEY_OCTETS = {"UserDecryptKey": 257, "UserSigningKeySSK": 32, "UserPubTokenPVT": 65}

@@ -3,16 +3,15 @@
 One TOML file (DESIGN.md section 4). Every problem is a ``TargetFileError`` naming the
 file, the key and the problem in one line; the CLI turns it into exit status 2. Secrets
 (tokens, TrK, InK) may come from environment variables or a command, and are held in
-``Secret`` so that a stray ``repr`` or log line cannot print them.
+``Secret`` so that a stray ``repr`` or log line cannot print them. The typed value readers
+and the value types (``TargetFileError``, ``Secret``, ``SymmetricKey``) are in
+target_values.py and re-exported here.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import re
-import subprocess
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +19,30 @@ from pathlib import Path
 from typing import Any
 
 from conformance.limits import DEFAULT_LIMITS, Limits, read_limits
+from conformance.target_values import (
+    Secret,
+    SymmetricKey,
+    TargetFileError,
+    ValueReader,
+    kind_of,
+)
+
+__all__ = [
+    "ENCRYPTION_MODES",
+    "HeaderValue",
+    "LookupEntry",
+    "NegativeTokens",
+    "Pics",
+    "Pixit",
+    "ProfileSettings",
+    "Secret",
+    "SymmetricKey",
+    "Target",
+    "TargetFileError",
+    "TargetSettings",
+    "User",
+    "load_target",
+]
 
 ENCRYPTION_MODES = ("none", "message", "keys")
 # Header names: letters, digits, "-" and "_" (a subset of RFC 9110 tokens without the
@@ -27,43 +50,6 @@ ENCRYPTION_MODES = ("none", "message", "keys")
 _HEADER_NAME = re.compile(r"^[0-9A-Za-z_-]+$")
 # Headers the probe sets itself, per request, and that a target file may not fix.
 _OWN_HEADERS = frozenset({"authorization", "content-type", "content-length", "host"})
-
-
-class TargetFileError(ValueError):
-    """A target file that cannot be used; ``str()`` is the one-line message for the user."""
-
-    def __init__(self, path: Path | str, key: str, problem: str) -> None:
-        self.path = str(path)
-        self.key = key
-        self.problem = problem
-        where = f"{self.path}: {key}: " if key else f"{self.path}: "
-        super().__init__(where + problem)
-
-
-class Secret:
-    """A secret value that never shows itself in ``repr``/``str``."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: bytes) -> None:
-        self._value = value
-
-    def reveal(self) -> bytes:
-        return self._value
-
-    def text(self) -> str:
-        return self._value.decode("utf-8")
-
-    def __repr__(self) -> str:
-        return "Secret(<redacted>)"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 @dataclass(frozen=True)
@@ -120,16 +106,6 @@ class Pics:
 
     def as_dict(self) -> dict[str, bool | str]:
         return {name: getattr(self, name) for name in _PICS_TYPES}
-
-
-@dataclass(frozen=True)
-class SymmetricKey:
-    key_id: bytes
-    key: Secret
-
-    @property
-    def key_id_b64(self) -> str:
-        return base64.b64encode(self.key_id).decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -232,13 +208,8 @@ def load_target(path: Path | str, environ: Mapping[str, str] | None = None) -> T
     return _Reader(file, env).target(doc)
 
 
-class _Reader:
-    def __init__(self, path: Path, env: Mapping[str, str]) -> None:
-        self.path = path
-        self.env = env
-
-    def fail(self, key: str, problem: str) -> TargetFileError:
-        return TargetFileError(self.path, key, problem)
+class _Reader(ValueReader):
+    """Reads the tables of a target file into a ``Target``."""
 
     def target(self, doc: dict[str, Any]) -> Target:
         self.only(
@@ -458,7 +429,7 @@ class _Reader:
                 found.append(HeaderValue(name, Secret(spec.encode("utf-8")), secret=False))
                 continue
             if not isinstance(spec, dict):
-                raise self.fail(key, f"must be a string or a table, not {_kind(spec)}")
+                raise self.fail(key, f"must be a string or a table, not {kind_of(spec)}")
             self.only(spec, key, {"value", "value_env", "value_command", "secret"})
             value = self.secret_source(spec, key, "value")
             if value is None:
@@ -490,121 +461,6 @@ class _Reader:
         found = {n: self.secret_text(t, "tokens", n) for n in names}
         return NegativeTokens(**found)
 
-    # -- typed getters -----------------------------------------------------------
-
-    def table(self, doc: dict[str, Any], name: str, *, required: bool = False) -> dict[str, Any]:
-        value = doc.get(name)
-        if value is None:
-            if required:
-                raise self.fail(f"[{name}]", "missing table")
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(name, "must be a table")
-        return value
-
-    def only(self, table: dict[str, Any], where: str, allowed: set[str]) -> None:
-        for key in table:
-            if key not in allowed:
-                name = f"{where}.{key}" if where else key
-                raise self.fail(name, f"unknown key (known: {', '.join(sorted(allowed))})")
-
-    def string(
-        self, t: dict[str, Any], where: str, key: str, *, required: bool = False
-    ) -> str | None:
-        value = t.get(key)
-        if value is None:
-            if required:
-                raise self.fail(f"{where}.{key}", "missing required value")
-            return None
-        if not isinstance(value, str):
-            raise self.fail(f"{where}.{key}", f"must be a string, not {_kind(value)}")
-        return value
-
-    def boolean(self, t: dict[str, Any], where: str, key: str, default: bool) -> bool:
-        value = t.get(key, default)
-        if not isinstance(value, bool):
-            raise self.fail(f"{where}.{key}", f"must be true or false, not {_kind(value)}")
-        return value
-
-    def number(self, t: dict[str, Any], where: str, key: str, default: float) -> float:
-        value = t.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(f"{where}.{key}", f"must be a number, not {_kind(value)}")
-        return float(value)
-
-    def integer(self, t: dict[str, Any], where: str, key: str, default: int) -> int:
-        value = t.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(f"{where}.{key}", f"must be an integer, not {_kind(value)}")
-        return value
-
-    def existing_file(self, t: dict[str, Any], where: str, key: str) -> Path | None:
-        value = self.string(t, where, key)
-        if value is None:
-            return None
-        file = Path(value)
-        if not file.is_absolute():
-            file = self.path.parent / file
-        if not file.is_file():
-            raise self.fail(f"{where}.{key}", f"file not found: {file}")
-        return file
-
-    def secret_text(self, t: dict[str, Any], where: str, key: str) -> Secret | None:
-        raw = self.secret_source(t, where, key)
-        return None if raw is None else Secret(raw.strip().encode("utf-8"))
-
-    def secret_source(self, t: dict[str, Any], where: str, key: str) -> str | None:
-        given = [k for k in (key, f"{key}_env", f"{key}_command") if k in t]
-        if len(given) > 1:
-            raise self.fail(f"{where}.{key}", f"give only one of {', '.join(given)}")
-        if key in t:
-            return self.string(t, where, key)
-        if f"{key}_env" in t:
-            var = self.string(t, where, f"{key}_env")
-            assert var is not None
-            if var not in self.env:
-                raise self.fail(f"{where}.{key}_env", f"environment variable {var} is not set")
-            return self.env[var]
-        if f"{key}_command" in t:
-            return self.run_command(
-                f"{where}.{key}_command", self.string(t, where, f"{key}_command")
-            )
-        return None
-
-    def run_command(self, key: str, command: str | None) -> str:
-        assert command is not None
-        try:
-            done = subprocess.run(
-                command, shell=True, capture_output=True, text=True, timeout=30, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise self.fail(key, f"command failed: {exc}") from None
-        if done.returncode != 0:
-            raise self.fail(key, f"command exited with status {done.returncode}")
-        return done.stdout
-
-    def symmetric_key(self, t: dict[str, Any], where: str, name: str) -> SymmetricKey | None:
-        key_id_text = self.string(t, where, f"{name}_id")
-        key_hex = self.secret_source(t, where, name)
-        if key_id_text is None and key_hex is None:
-            return None
-        if key_id_text is None or key_hex is None:
-            missing = f"{name}_id" if key_id_text is None else name
-            raise self.fail(f"{where}.{missing}", f"missing: {name} and {name}_id go together")
-        try:
-            key_id = base64.b64decode(key_id_text, validate=True)
-        except (binascii.Error, ValueError):
-            raise self.fail(f"{where}.{name}_id", "not valid base64") from None
-        if not 1 <= len(key_id) <= 64:
-            raise self.fail(f"{where}.{name}_id", "must decode to 1..64 octets")
-        try:
-            key = bytes.fromhex(key_hex.strip())
-        except ValueError:
-            raise self.fail(f"{where}.{name}", "not valid hex") from None
-        if len(key) not in (16, 24, 32):
-            raise self.fail(f"{where}.{name}", f"must be 16, 24 or 32 octets, not {len(key)}")
-        return SymmetricKey(key_id, Secret(key))
-
 
 _PICS_TYPES: dict[str, type] = {
     "cert": bool,
@@ -620,14 +476,3 @@ _PICS_TYPES: dict[str, type] = {
     "ink_rotation": bool,
     "kms_cert_rotation": bool,
 }
-
-
-def _kind(value: object) -> str:
-    return {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "an array",
-        dict: "a table",
-    }.get(type(value), type(value).__name__)

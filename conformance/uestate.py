@@ -30,11 +30,12 @@ from typing import Any
 
 from lxml import etree
 
-from conformance.crypto import CryptoError, xmldsig, xmlenc
+from conformance.crypto import CryptoError
 from conformance.model import XENC_NS, KmsInit, KmsKeyProv, KmsResponse
 from conformance.profiles import Profile
 from conformance.results import SecretValue
 from conformance.target import Secret, SymmetricKey, Target, User
+from conformance.xmlsec import xmldsig, xmlenc
 
 AES_KEY_OCTETS = (16, 24, 32)
 BINDING = re.compile(r"\$\{([A-Za-z0-9_-]+)\.([a-z_]+)\}")

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from lxml import etree
 
-from conformance.crypto import xmldsig, xmlenc
+from conformance.xmlsec import xmldsig, xmlenc
 from refkms.config import ProtectionPolicy
 from refkms.domain import User
 from refkms.faults import ActiveFaults

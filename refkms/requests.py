@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from lxml import etree
 
-from conformance.crypto import xmldsig
+from conformance.xmlsec import xmldsig
 from refkms.domain import User
 from refkms.faults import ActiveFaults
 from refkms.messages import NS, tag

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from conformance.crypto import xmldsig
+from conformance.xmlsec import xmldsig
 
 if TYPE_CHECKING:  # refkms.domain builds its users with the helpers of this module
     from refkms.domain import User

@@ -20,18 +20,14 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from probe_support.kms import ServedKms, serving_kms
 from probe_support.servers import fixed, http_response, raw_server
-from probe_support.tls import make_pki
+from probe_support.tls import TEST_VALIDITY, make_pki
 
 from conformance.cases import load_catalogue
 from conformance.engine import Runner
@@ -39,6 +35,7 @@ from conformance.probe import Probe
 from conformance.profiles import get_profile
 from conformance.target import TargetFileError, load_target
 from conformance.verdicts import Verdict
+from refkms.tls import issue_ca, issue_certificate, write_ca_file, write_certificate_files
 
 IDENTITY = "X-3GPP-Asserted-Identity"
 BY_ID = {case.id: case for case in load_catalogue()}
@@ -273,47 +270,16 @@ def test_bad_header_entries_name_the_key(change: str, says: str, tmp_path: Path)
 def _client_pki(folder: Path) -> tuple[Path, dict[str, tuple[Path, Path]]]:
     """A client CA and a certificate + key for alice (plain key) and bob (encrypted key)."""
     folder.mkdir(parents=True, exist_ok=True)
-    now = datetime.now(UTC) - timedelta(minutes=5)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Client CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca = issue_ca("Client CA", validity=TEST_VALIDITY)
     ca_file = folder / "client-ca.pem"
-    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    write_ca_file(ca_file, ca)
     made = {}
     for name, passphrase in (("alice", None), ("bob", b"bob-key-passphrase")):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + timedelta(days=1))
-            .sign(ca_key, hashes.SHA256())
+        client = issue_certificate(
+            name, ca, usage=ExtendedKeyUsageOID.CLIENT_AUTH, validity=TEST_VALIDITY
         )
         cert_file, key_file = folder / f"{name}.pem", folder / f"{name}.key"
-        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        encryption = (
-            serialization.BestAvailableEncryption(passphrase)
-            if passphrase
-            else serialization.NoEncryption()
-        )
-        key_file.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-            )
-        )
+        write_certificate_files(cert_file, key_file, client, passphrase=passphrase)
         made[name] = (cert_file, key_file)
     return ca_file, made
 

@@ -26,13 +26,13 @@ from probe_support.kms import serving_kms
 
 from conformance.cases import Case, Step
 from conformance.checks import REGISTRY
-from conformance.crypto import xmldsig
 from conformance.engine import Runner
 from conformance.exchange import Exchange
 from conformance.model import DS_NS, KMS_NS, XSI_NS
 from conformance.profiles import get_profile
 from conformance.verdicts import CheckResult, Outcome
 from conformance.xmlsafe import parse_xml
+from conformance.xmlsec import xmldsig
 from refkms.faults import FAULTS
 
 # The last exchange of a case and the exchanges of its earlier steps -> the crafted one.

@@ -24,7 +24,6 @@ from probe_support.kms import ServedKms, serving_kms
 from probe_support.servers import drip, fixed, http_response, raw_server, refused_port, silent
 from probe_support.tls import make_pki
 
-from conformance.crypto import xmldsig
 from conformance.crypto.periods import NTP_UNIX_OFFSET
 from conformance.model import (
     KmsCertCache,
@@ -46,6 +45,7 @@ from conformance.target import (
     TargetSettings,
     User,
 )
+from conformance.xmlsec import xmldsig
 
 NS = {"k": KMS_INTERFACE_NS, "ds": xmldsig.DS_NS}
 R17 = get_profile("ts33180-r17")

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from conformance.crypto import xmldsig
 from conformance.crypto.errors import CryptoError, InvalidEncoding, UnsupportedAlgorithm
-from conformance.crypto.xmldsig import VerificationReason as Reason
+from conformance.xmlsec import xmldsig
+from conformance.xmlsec.xmldsig import VerificationReason as Reason
 
 INK = bytes(range(32))
 TRK = bytes(range(100, 116))

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from conformance.crypto import xmldsig, xmlenc
 from conformance.crypto.errors import DecryptionError, InvalidEncoding, UnsupportedAlgorithm
+from conformance.xmlsec import xmldsig, xmlenc
 
 TRK = bytes(range(16))
 TRK_ID = b"\x01trk-2024"

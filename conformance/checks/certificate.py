@@ -23,6 +23,7 @@ from conformance.checks.base import (
     violation,
 )
 from conformance.checks.values import hex_octets, parse_boolean, parse_datetime, parse_int
+from conformance.checks.verify import content_of, verifies
 from conformance.crypto import eccsi, sakke
 from conformance.model import KmsCertCache, KmsCertificate, KmsInit
 from conformance.verdicts import Strength
@@ -75,14 +76,7 @@ def mandatory_fields(ctx: CheckContext) -> Finding:
 def pub_enc_key(ctx: CheckContext) -> Finding:
     """PubEncKey is a SAKKE point 04||x||y on the curve, of order q, not infinity."""
 
-    def rule(cert: KmsCertificate) -> str | None:
-        value = hex_octets(cert.get("PubEncKey"))
-        if value is None:
-            return f"PubEncKey is not hexBinary ({shorten(cert.get('PubEncKey'), 40)})"
-        if not _pub_enc_key_valid(value):
-            return f"PubEncKey ({len(value)} octets) is not a SAKKE point of order q"
-        return None
-
+    rule = _public_key_rule("PubEncKey", _pub_enc_key_valid, "a SAKKE point of order q")
     return _each(ctx, rule, "PubEncKey valid")
 
 
@@ -90,15 +84,11 @@ def pub_enc_key(ctx: CheckContext) -> Finding:
 def pub_auth_key(ctx: CheckContext) -> Finding:
     """PubAuthKey is a P-256 point 04||x||y on the curve, not infinity."""
 
-    def rule(cert: KmsCertificate) -> str | None:
-        value = hex_octets(cert.get("PubAuthKey"))
-        if value is None:
-            return f"PubAuthKey is not hexBinary ({shorten(cert.get('PubAuthKey'), 40)})"
-        if not _pub_auth_key_valid(value):
-            return f"PubAuthKey ({len(value)} octets) is not a P-256 point"
-        return None
-
-    return _each(ctx, rule, "PubAuthKey valid")
+    return _each(
+        ctx,
+        _public_key_rule("PubAuthKey", _pub_auth_key_valid, "a P-256 point"),
+        "PubAuthKey valid",
+    )
 
 
 @check("certificate.parameter-set", reqs=("REQ-075",), clause="RFC 6509 App. A")
@@ -197,11 +187,9 @@ def cert_cache_present(ctx: CheckContext) -> Finding:
 
 
 @check("certcache.attributes", reqs=("REQ-111",), clause="D.3.5.1 schema")
-def cert_cache_attributes(ctx: CheckContext) -> Finding:
+@verifies(content_of, KmsCertCache)
+def cert_cache_attributes(ctx: CheckContext, cache: KmsCertCache) -> Finding:
     """KmsCertCache/@Version is 1.0.0; @CacheNum, if present, is an integer."""
-    cache = message_content(ctx, KmsCertCache)
-    if cache is None:
-        return skipped("no KmsCertCache")
     wanted = ctx.profile.expected_versions.get("KmsCertCache", "1.0.0")
     got = cache.attr("Version")
     if got is not None and got != wanted:
@@ -269,6 +257,22 @@ def _each(ctx: CheckContext, rule: Callable[[KmsCertificate], str | None], summa
         return f"certificate {shorten(cert.kms_uri, 40)}"
 
     return first_violation(_certificates(ctx), rule, label, "certificate", summary)
+
+
+def _public_key_rule(
+    name: str, valid: Callable[[bytes], bool], kind: str
+) -> Callable[[KmsCertificate], str | None]:
+    """The rule of a certificate's public key field: hexBinary octets that are ``kind``."""
+
+    def rule(cert: KmsCertificate) -> str | None:
+        value = hex_octets(cert.get(name))
+        if value is None:
+            return f"{name} is not hexBinary ({shorten(cert.get(name), 40)})"
+        if not valid(value):
+            return f"{name} ({len(value)} octets) is not {kind}"
+        return None
+
+    return rule
 
 
 # A certificate cache repeats the keys of a KMS across its certificates (and a run sees the

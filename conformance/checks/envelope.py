@@ -20,6 +20,7 @@ from conformance.checks.base import (
     violation,
 )
 from conformance.checks.values import parse_datetime, parse_int
+from conformance.checks.verify import response_field, verifies
 from conformance.model import XENC_NS, XSI_NS, KmsCertCache, KmsInit, KmsKeyProv, KmsLookup
 from conformance.profiles import Profile, load_fast_schema, load_schema
 from conformance.verdicts import Strength
@@ -141,13 +142,9 @@ def kms_uri(ctx: CheckContext) -> Finding:
 
 
 @check("envelope.time", reqs=("REQ-055",), clause="Table D.3.1-1")
-def time(ctx: CheckContext) -> Finding:
+@verifies(response_field, "Time", "xsd:dateTime")
+def time(ctx: CheckContext, text: str) -> Finding:
     """Time is an xsd:dateTime close to when the response was received."""
-    if ctx.raw is None:
-        return skipped("no KmsResponse")
-    text = ctx.raw.get("Time")
-    if text is None:
-        return violation("Time is missing", "xsd:dateTime", "(absent)")
     sent = parse_datetime(text)
     if sent is None:
         return violation("Time is not an xsd:dateTime", "xsd:dateTime", shorten(text))
@@ -173,13 +170,9 @@ def kms_id(ctx: CheckContext) -> Finding:
 
 
 @check("envelope.client-req-url", reqs=("REQ-057",), clause="Table D.3.1-1")
-def client_req_url(ctx: CheckContext) -> Finding:
+@verifies(response_field, "ClientReqUrl", "the request URI")
+def client_req_url(ctx: CheckContext, text: str) -> Finding:
     """ClientReqUrl echoes the resource the request was posted to (path compared)."""
-    if ctx.raw is None:
-        return skipped("no KmsResponse")
-    text = ctx.raw.get("ClientReqUrl")
-    if text is None:
-        return violation("ClientReqUrl is missing", "the request URI", "(absent)")
     posted = ctx.http.path if ctx.http else ctx.params.get("request_path")
     if posted is None:
         return ok("ClientReqUrl present (no request path to compare with)")
@@ -261,11 +254,9 @@ _MESSAGE_NAMES = ("KmsInit", "KmsKeyProv", "KmsCertCache", "KmsLookup")
 
 
 def _field_equals(ctx: CheckContext, name: str, expected: str | None) -> Finding:
-    if ctx.raw is None:
-        return skipped("no KmsResponse")
-    value = ctx.raw.get(name)
-    if value is None:
-        return violation(f"{name} is missing", expected or "present", "(absent)")
+    value = response_field(ctx, name, expected or "present")
+    if isinstance(value, Finding):
+        return value
     if expected is None:
         return ok(f"{name} present ({shorten(value)}); nothing to compare with")
     if value != expected:

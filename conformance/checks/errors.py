@@ -14,6 +14,7 @@ from lxml import etree
 
 from conformance.checks.base import CheckContext, Finding, check, ok, shorten, skipped, violation
 from conformance.checks.values import parse_int
+from conformance.checks.verify import answered, verifies
 from conformance.exchange import Exchange
 from conformance.model import XENC_NS, local_name
 from conformance.verdicts import Strength
@@ -45,11 +46,9 @@ def no_key_material(ctx: CheckContext) -> Finding:
 
 
 @check("error.www-authenticate", reqs=("REQ-016",), clause="RFC 6750 3", inferred=True)
-def www_authenticate(ctx: CheckContext) -> Finding:
+@verifies(answered)
+def www_authenticate(ctx: CheckContext, exchange: Exchange) -> Finding:
     """A 401 answer carries a WWW-Authenticate challenge for the Bearer scheme."""
-    exchange = _answered(ctx)
-    if isinstance(exchange, Finding):
-        return exchange
     if exchange.status != 401:
         return skipped(f"HTTP {exchange.status}: no 401 to judge")
     challenge = exchange.header("www-authenticate")
@@ -66,20 +65,11 @@ def www_authenticate(ctx: CheckContext) -> Finding:
     clause="33.179 B.5, RFC 6750 3.1",
     strength=Strength.SHOULD,
 )
-def invalid_token(ctx: CheckContext) -> Finding:
+@verifies(answered)
+def invalid_token(ctx: CheckContext, exchange: Exchange) -> Finding:
     """An expired or invalid token is refused with 401 and error="invalid_token"."""
-    exchange = _answered(ctx)
-    if isinstance(exchange, Finding):
-        return exchange
-    error = bearer_error(exchange)
-    observed = f"HTTP {exchange.status}, error={error or '(none)'}"
-    if exchange.status == 401 and error == "invalid_token":
-        return ok('401 with error="invalid_token"')
-    if exchange.status is not None and exchange.status < 300:
-        return violation("the invalid token was accepted", '401 error="invalid_token"', observed)
-    return violation(
-        "the refusal does not say invalid_token", '401 error="invalid_token"', observed
-    )
+    refused = exchange.status == 401 and bearer_error(exchange) == "invalid_token"
+    return _bearer_refusal(exchange, refused, "invalid_token", "the invalid token")
 
 
 @check(
@@ -88,19 +78,13 @@ def invalid_token(ctx: CheckContext) -> Finding:
     clause="33.179 B.5, RFC 6750 3.1",
     strength=Strength.SHOULD,
 )
-def insufficient_scope(ctx: CheckContext) -> Finding:
+@verifies(answered)
+def insufficient_scope(ctx: CheckContext, exchange: Exchange) -> Finding:
     """A token without the KMS scope gets 403 insufficient_scope, or 401."""
-    exchange = _answered(ctx)
-    if isinstance(exchange, Finding):
-        return exchange
     error = bearer_error(exchange)
-    observed = f"HTTP {exchange.status}, error={error or '(none)'}"
-    wanted = '403 error="insufficient_scope" or 401'
-    if exchange.status == 401 or (exchange.status == 403 and error == "insufficient_scope"):
-        return ok(f"refused: {observed}")
-    if exchange.status is not None and exchange.status < 300:
-        return violation("the token without the KMS scope was accepted", wanted, observed)
-    return violation("the refusal does not say insufficient_scope", wanted, observed)
+    refused = exchange.status == 401 or (exchange.status == 403 and error == "insufficient_scope")
+    what = "the token without the KMS scope"
+    return _bearer_refusal(exchange, refused, "insufficient_scope", what, 403)
 
 
 @check("error.field-order", reqs=("REQ-140",), clause="D.3.5.1 schema (ErrorType)")
@@ -127,11 +111,9 @@ def field_order(ctx: CheckContext) -> Finding:
     strength=Strength.SHOULD,
     inferred=True,
 )
-def code_matches_status(ctx: CheckContext) -> Finding:
+@verifies(answered)
+def code_matches_status(ctx: CheckContext, exchange: Exchange) -> Finding:
     """KmsError/ErrorCode repeats the HTTP status (DESIGN.md section 7)."""
-    exchange = _answered(ctx)
-    if isinstance(exchange, Finding):
-        return exchange
     error = ctx.response.kms_error if ctx.response else None
     if error is None:
         return skipped("no KmsError")
@@ -201,12 +183,18 @@ def bearer_error(exchange: Exchange) -> str | None:
     return match.group(1) if match else None
 
 
-def _answered(ctx: CheckContext) -> Exchange | Finding:
-    if ctx.exchange is None:
-        return skipped("no HTTP exchange recorded (offline)")
-    if not ctx.exchange.answered:
-        return skipped(f"no HTTP answer: {ctx.exchange.error}")
-    return ctx.exchange
+def _bearer_refusal(
+    exchange: Exchange, refused: bool, error: str, what: str, status: int = 401
+) -> Finding:
+    """The verdict on an RFC 6750 refusal: ``refused`` as the rule wants, ``what`` accepted
+    (2xx), or refused without saying ``error``. A 403 rule also takes a plain 401."""
+    observed = f"HTTP {exchange.status}, error={bearer_error(exchange) or '(none)'}"
+    wanted = f'{status} error="{error}"' + (" or 401" if status != 401 else "")
+    if refused:
+        return ok(f"refused: {observed}" if status != 401 else f'401 with error="{error}"')
+    if exchange.status is not None and exchange.status < 300:
+        return violation(f"{what} was accepted", wanted, observed)
+    return violation(f"the refusal does not say {error}", wanted, observed)
 
 
 def _parse_body(exchange: Exchange | None) -> etree._Element | None:

@@ -27,6 +27,7 @@ from conformance.checks.base import (
     violation,
 )
 from conformance.checks.values import hex_octets, parse_datetime, parse_int
+from conformance.checks.verify import verifies
 from conformance.crypto import CryptoError, eccsi, periods, sakke, uid
 from conformance.model import (
     KEY_ELEMENTS,
@@ -45,6 +46,30 @@ SSK_OCTETS = 32
 PVT_OCTETS = 65
 RSK_OCTETS = 257
 LEGACY = " (legacy bug, kms-interface.md 14.3)"
+
+
+# -- guards (used by @verifies, so defined before the checks) -----------------------
+
+
+def _period_parameters(ctx: CheckContext) -> tuple[int, int] | Finding:
+    cert = ctx.init_certificate
+    if cert is None:
+        return skipped("no Root certificate from KMS Initialize (key period unknown)")
+    period = parse_int(cert.get("UserKeyPeriod"))
+    offset = parse_int(cert.get("UserKeyOffset"))
+    if period is None or offset is None or period <= 0 or offset < 0:
+        return skipped("the Root certificate's UserKeyPeriod/UserKeyOffset are unusable")
+    return period, offset
+
+
+def _certificate_key(ctx: CheckContext, name: str) -> bytes | Finding:
+    cert = ctx.init_certificate
+    if cert is None:
+        return skipped(f"no Root certificate from KMS Initialize ({name} unknown)")
+    value = hex_octets(cert.get(name) or "")
+    if value is None:
+        return skipped(f"the Root certificate's {name} is not usable hexBinary")
+    return value
 
 
 @check("keyprov.key-set-present", reqs=("REQ-090",), clause="D.3.1")
@@ -193,11 +218,9 @@ def user_id_encoding(ctx: CheckContext) -> Finding:
 
 
 @check("keyset.uid", reqs=("REQ-097", "REQ-098"), clause="Annex F.2.1")
-def uid_matches_annex_f(ctx: CheckContext) -> Finding:
+@verifies(_period_parameters)
+def uid_matches_annex_f(ctx: CheckContext, parameters: tuple[int, int]) -> Finding:
     """UserID is the Annex F UID of (UserUri, KmsUri, UserKeyPeriod, UserKeyOffset, KeyPeriodNo)."""
-    parameters = _period_parameters(ctx)
-    if isinstance(parameters, Finding):
-        return parameters
     period, offset = parameters
 
     def rule(key_set: KmsKeySet) -> str | None:
@@ -281,25 +304,15 @@ def ssk_pvt_format(ctx: CheckContext) -> Finding:
 
 
 @check("keyset.eccsi", reqs=("REQ-100",), clause="RFC 6507 5.1.2")
-def eccsi_keys_validate(ctx: CheckContext) -> Finding:
+@verifies(_certificate_key, "PubAuthKey")
+def eccsi_keys_validate(ctx: CheckContext, kpak: bytes) -> Finding:
     """[SSK]G = KPAK + [HS]PVT with HS = SHA-256(G || KPAK || UID || PVT) and the raw UID."""
-    kpak = _certificate_key(ctx, "PubAuthKey")
-    if isinstance(kpak, Finding):
-        return kpak
 
-    def rule(key_set: KmsKeySet) -> str | None:
-        material = _key_material(key_set, "UserSigningKeySSK", "UserPubTokenPVT")
-        if isinstance(material, str):
-            return material
-        identifier, (ssk, pvt) = material
-        if _signing_keys_valid(kpak, identifier, ssk, pvt):
-            return None
-        if _signing_keys_valid(kpak, identifier.hex().encode("ascii"), ssk, pvt):
-            return (
-                "ECCSI validation fails with the raw UID; it passes with the ASCII-hex UID" + LEGACY
-            )
-        return "ECCSI validation fails: [SSK]G != KPAK + [HS]PVT for the certificate's PubAuthKey"
+    def valid(identifier: bytes, ssk: bytes, pvt: bytes) -> bool:
+        return _signing_keys_valid(kpak, identifier, ssk, pvt)
 
+    failure = "ECCSI validation fails: [SSK]G != KPAK + [HS]PVT for the certificate's PubAuthKey"
+    rule = _validation_rule(("UserSigningKeySSK", "UserPubTokenPVT"), valid, "ECCSI", failure)
     return _each(ctx, rule, "SSK/PVT validate against PubAuthKey")
 
 
@@ -321,36 +334,27 @@ def rsk_format(ctx: CheckContext) -> Finding:
 
 
 @check("keyset.sakke", reqs=("REQ-102",), clause="RFC 6508 6.1.2")
-def sakke_rsk_validates(ctx: CheckContext) -> Finding:
+@verifies(_certificate_key, "PubEncKey")
+def sakke_rsk_validates(ctx: CheckContext, z: bytes) -> Finding:
     """<RSK, [UID]P + Z_T> = g for the certificate's PubEncKey and the raw UID."""
-    z = _certificate_key(ctx, "PubEncKey")
-    if isinstance(z, Finding):
-        return z
 
-    def rule(key_set: KmsKeySet) -> str | None:
-        material = _key_material(key_set, "UserDecryptKey")
-        if isinstance(material, str):
-            return material
-        identifier, (rsk,) = material
-        if _rsk_valid(z, identifier, rsk):
-            return None
-        if _rsk_valid(z, identifier.hex().encode("ascii"), rsk):
-            return (
-                "RSK validation fails with the raw UID; it passes with the ASCII-hex UID" + LEGACY
-            )
-        return "SAKKE RSK validation fails: <RSK, [UID]P + Z> != g for the certificate's PubEncKey"
+    def valid(identifier: bytes, rsk: bytes) -> bool:
+        return _rsk_valid(z, identifier, rsk)
 
-    return _each(ctx, rule, "RSK validates against PubEncKey")
+    failure = "SAKKE RSK validation fails: <RSK, [UID]P + Z> != g for the certificate's PubEncKey"
+    return _each(
+        ctx,
+        _validation_rule(("UserDecryptKey",), valid, "RSK", failure),
+        "RSK validates against PubEncKey",
+    )
 
 
 @check(
     "keyset.validity", reqs=("REQ-106",), clause="D.3.3.2", strength=Strength.SHOULD, inferred=True
 )
-def validity_brackets_period(ctx: CheckContext) -> Finding:
+@verifies(_period_parameters)
+def validity_brackets_period(ctx: CheckContext, parameters: tuple[int, int]) -> Finding:
     """ValidFrom/ValidTo, when present, bracket the key period of KeyPeriodNo."""
-    parameters = _period_parameters(ctx)
-    if isinstance(parameters, Finding):
-        return parameters
     period, offset = parameters
 
     def rule(key_set: KmsKeySet) -> str | None:
@@ -420,17 +424,6 @@ def _each_field_equals(ctx: CheckContext, name: str, expected: str) -> Finding:
         return f"{name} is {shorten(value)}, expected {shorten(expected)}"
 
     return replace(_each(ctx, rule, f"{name} is {expected}"), expected=expected)
-
-
-def _period_parameters(ctx: CheckContext) -> tuple[int, int] | Finding:
-    cert = ctx.init_certificate
-    if cert is None:
-        return skipped("no Root certificate from KMS Initialize (key period unknown)")
-    period = parse_int(cert.get("UserKeyPeriod"))
-    offset = parse_int(cert.get("UserKeyOffset"))
-    if period is None or offset is None or period <= 0 or offset < 0:
-        return skipped("the Root certificate's UserKeyPeriod/UserKeyOffset are unusable")
-    return period, offset
 
 
 def _period_numbers(ctx: CheckContext) -> list[int] | Finding:
@@ -521,14 +514,25 @@ def _key_material(key_set: KmsKeySet, *names: str) -> tuple[bytes, tuple[bytes, 
     return identifier, tuple(values)
 
 
-def _certificate_key(ctx: CheckContext, name: str) -> bytes | Finding:
-    cert = ctx.init_certificate
-    if cert is None:
-        return skipped(f"no Root certificate from KMS Initialize ({name} unknown)")
-    value = hex_octets(cert.get(name) or "")
-    if value is None:
-        return skipped(f"the Root certificate's {name} is not usable hexBinary")
-    return value
+def _validation_rule(
+    names: tuple[str, ...], valid: Callable[..., bool], what: str, failure: str
+) -> Callable[[KmsKeySet], str | None]:
+    """A key set's keys ``names`` validate with the raw UID; the ASCII-hex UID is the
+    legacy bug, named as such (kms-interface.md 14.3)."""
+
+    def rule(key_set: KmsKeySet) -> str | None:
+        material = _key_material(key_set, *names)
+        if isinstance(material, str):
+            return material
+        identifier, keys = material
+        if valid(identifier, *keys):
+            return None
+        if valid(identifier.hex().encode("ascii"), *keys):
+            legacy = "fails with the raw UID; it passes with the ASCII-hex UID" + LEGACY
+            return f"{what} validation {legacy}"
+        return failure
+
+    return rule
 
 
 @functools.lru_cache(maxsize=4096)

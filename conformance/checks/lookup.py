@@ -17,6 +17,7 @@ from conformance.checks.base import (
     skipped,
     violation,
 )
+from conformance.checks.verify import content_of, verifies
 from conformance.model import KmsLookup
 
 
@@ -29,11 +30,9 @@ def lookup_present(ctx: CheckContext) -> Finding:
 
 
 @check("lookup.user-uri", reqs=("REQ-012",), clause="D.3.1 (Rel-17)", inferred=True)
-def lookup_user_uri(ctx: CheckContext) -> Finding:
+@verifies(content_of, KmsLookup)
+def lookup_user_uri(ctx: CheckContext, found: KmsLookup) -> Finding:
     """KmsLookup/UserUri is the SIP URI that was looked up."""
-    found = message_content(ctx, KmsLookup)
-    if found is None:
-        return skipped("no KmsLookup")
     wanted = _requested_sip_uri(ctx)
     if wanted is None:
         return skipped("the step names no SIP URI")
@@ -43,11 +42,9 @@ def lookup_user_uri(ctx: CheckContext) -> Finding:
 
 
 @check("lookup.kms-uri", reqs=("REQ-012",), clause="D.3.1 (Rel-17)", inferred=True)
-def lookup_kms_uri(ctx: CheckContext) -> Finding:
+@verifies(content_of, KmsLookup)
+def lookup_kms_uri(ctx: CheckContext, found: KmsLookup) -> Finding:
     """KmsLookup gives the KMS URI the PIXIT associates with the SIP URI."""
-    found = message_content(ctx, KmsLookup)
-    if found is None:
-        return skipped("no KmsLookup")
     sip_uri = _requested_sip_uri(ctx)
     entries = ctx.target.pixit.lookup if ctx.target is not None else ()
     wanted = next((e.kms_uri for e in entries if e.sip_uri == sip_uri), None)

@@ -3,45 +3,56 @@
 The security step (``conformance.protection.unprotect``) has already verified, decrypted
 and unwrapped what it could and recorded it in ``ProtectionFacts``; each check here judges
 one rule on those facts. When a context carries no facts (a check run on its own), they
-are computed from ``ctx.raw`` once and kept in ``ctx.memo``.
+are computed from ``ctx.raw`` once and kept in ``ctx.memo`` (security_support.py, with the
+guards and helpers the checks share).
 """
 
 from __future__ import annotations
-
-import base64
-from collections.abc import Callable
 
 from conformance.checks.base import (
     CheckContext,
     Finding,
     check,
-    first_violation,
     ok,
     shorten,
     skipped,
     violation,
 )
-from conformance.checks.envelope import EXPECTED_CONTENT, profile_schema_errors
-from conformance.crypto import xmldsig, xmlenc
-from conformance.model import KmsKeyProv, KmsResponse
+from conformance.checks.envelope import EXPECTED_CONTENT
+from conformance.checks.security_support import (
+    EXPECTED_CONTENT_NAMES,
+    GCM_OVERHEAD_OCTETS,
+    HMAC_SHA256_OCTETS,
+    KEY_LABELS,
+    NEW_KEY_MESSAGE_TYPES,
+    b64,
+    claim_failure,
+    claimed_protection,
+    encryption_facts,
+    held,
+    key_called,
+    keys_in_clear,
+    known_facts,
+    named_key,
+    no_keys_reason,
+    not_a_message,
+    plaintext_schema_problem,
+    protection_facts,
+    signature_facts,
+    unbacked_claim,
+    user_keys,
+    wrapped_keys_finding,
+)
+from conformance.checks.verify import verifies
 from conformance.protection import (
     NEW_KEY_ELEMENTS,
     EncryptionFacts,
     ProtectionFacts,
     SignatureFacts,
     WrappedKeyFacts,
-    unprotect,
 )
-from conformance.target import SymmetricKey
-from conformance.verdicts import Outcome, Strength
-
-KEY_LABELS = {"ink": "InK", "trk": "TrK"}
-NEW_KEY_MESSAGE_TYPES = {"KmsInit": "KmsInitTkIkType", "KmsKeyProv": "KmsKeyProvTkIkType"}
-RFC3394_WRAPS = (xmlenc.KW_AES128, xmlenc.KW_AES192, xmlenc.KW_AES256)
-GCM_OVERHEAD_OCTETS = xmlenc.GCM_IV_OCTETS + xmlenc.GCM_TAG_OCTETS
-HMAC_SHA256_OCTETS = xmldsig.HMAC_SHA256_BITS // 8
-NOT_SIGNED = "the response is not signed"
-NOT_ENCRYPTED = "KmsMessage is not encrypted"
+from conformance.verdicts import Strength
+from conformance.xmlsec import xmldsig, xmlenc
 
 
 @check(
@@ -53,12 +64,12 @@ def expected_protection(ctx: CheckContext) -> Finding:
     """The response is protected the way the KMS claims (PICS signing and encryption)."""
     if ctx.target is None:
         return skipped("no target file: the protection the KMS claims (PICS) is unknown")
-    facts = _facts(ctx)
-    reason = _not_a_message(ctx)
+    facts = protection_facts(ctx)
+    reason = not_a_message(ctx)
     if facts is None or reason is not None:
         return skipped(reason or "no KmsResponse")
     pics = ctx.target.pics
-    claimed = _claimed(pics.signing, pics.encryption)
+    claimed = claimed_protection(pics.signing, pics.encryption)
     if pics.signing and facts.signature is None:
         return violation(
             "the response is not signed although the KMS claims signing (PICS signing)",
@@ -74,7 +85,7 @@ def expected_protection(ctx: CheckContext) -> Finding:
             "KmsMessage in clear" if encryption is None else f"EncryptedData {encryption.location}",
         )
     if pics.encryption == "keys":
-        clear = _keys_in_clear(ctx)
+        clear = keys_in_clear(ctx)
         if clear:
             return violation(
                 f"{clear[0]} is not an EncKeyContentType xenc:EncryptedKey although the KMS "
@@ -86,11 +97,9 @@ def expected_protection(ctx: CheckContext) -> Finding:
 
 
 @check("security.sig-algorithm", reqs=("REQ-120",), clause="D.1")
-def sig_algorithm(ctx: CheckContext) -> Finding:
+@verifies(signature_facts)
+def sig_algorithm(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     """The signature is HMAC-SHA256 with the full 256-bit output (32-octet SignatureValue)."""
-    signature = _signature(ctx)
-    if isinstance(signature, Finding):
-        return signature
     method = signature.signature_method
     if method != xmldsig.HMAC_SHA256:
         return violation(
@@ -118,26 +127,24 @@ def sig_algorithm(ctx: CheckContext) -> Finding:
 
 
 @check("security.sig-verifies", reqs=("REQ-121",), clause="D.3.1, seed CR")
-def sig_verifies(ctx: CheckContext) -> Finding:
+@verifies(signature_facts)
+def sig_verifies(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     """The signature verifies with the key Signature-ID names (the user's InK or TrK)."""
-    signature = _signature(ctx)
-    if isinstance(signature, Finding):
-        return signature
-    facts = _facts(ctx)
+    facts = protection_facts(ctx)
     assert facts is not None
-    keys = _user_keys(ctx)
+    keys = user_keys(ctx)
     if not keys:
         return skipped("the target file holds no InK or TrK for this user")
-    named, source = _named_key(facts, signature)
+    named, source = named_key(facts, signature)
     if named is None:
         name = "ink" if "ink" in keys else "trk"
         source = f"the {KEY_LABELS[name]} (neither Signature-ID nor KeyName names a key)"
     else:
-        found = _key_called(keys, named)
+        found = key_called(keys, named)
         if found is None:
             return skipped(
-                f"{source} names key ID {_b64(named)}, which the target file does not hold "
-                f"({_held(keys)})"
+                f"{source} names key ID {b64(named)}, which the target file does not hold "
+                f"({held(keys)})"
             )
         name, source = found, f"the {KEY_LABELS[found]} named by {source}"
     result = signature.verifications[name]
@@ -156,11 +163,9 @@ def sig_verifies(ctx: CheckContext) -> Finding:
     clause="Table D.3.1-1",
     inferred=True,
 )
-def sig_covers_message(ctx: CheckContext) -> Finding:
+@verifies(signature_facts)
+def sig_covers_message(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     """The signature's Reference covers KmsMessage (KmsResponse or an ancestor is signed)."""
-    signature = _signature(ctx)
-    if isinstance(signature, Finding):
-        return signature
     if ctx.raw is None or ctx.raw.kms_message is None:
         return skipped("no KmsMessage to cover")
     uri = signature.reference_uri
@@ -190,11 +195,9 @@ def sig_covers_message(ctx: CheckContext) -> Finding:
     strength=Strength.SHOULD,
     inferred=True,
 )
-def sig_digest_c14n(ctx: CheckContext) -> Finding:
+@verifies(signature_facts)
+def sig_digest_c14n(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     """DigestMethod is SHA-256 and CanonicalizationMethod is Canonical XML 1.0."""
-    signature = _signature(ctx)
-    if isinstance(signature, Finding):
-        return signature
     if signature.digest_method != xmldsig.SHA256:
         return violation(
             f"DigestMethod is {shorten(signature.digest_method)}, not SHA-256",
@@ -213,16 +216,14 @@ def sig_digest_c14n(ctx: CheckContext) -> Finding:
 
 
 @check("security.sig-id", reqs=("REQ-062",), clause="D.3.1, seed CR")
-def sig_id(ctx: CheckContext) -> Finding:
+@verifies(signature_facts)
+def sig_id(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     """A signed response carries Signature-ID = the InK-ID if the user has an InK, else TrK-ID."""
-    signature = _signature(ctx)
-    if isinstance(signature, Finding):
-        return signature
     if not ctx.profile.has_trk_id_elements:
         return skipped(f"profile {ctx.profile.name} has no Signature-ID element")
-    facts = _facts(ctx)
+    facts = protection_facts(ctx)
     assert facts is not None
-    keys = _user_keys(ctx)
+    keys = user_keys(ctx)
     wanted = "ink" if "ink" in keys else "trk"
     expected = f"base64 of the {KEY_LABELS[wanted]}-ID" + (
         f" ({keys[wanted].key_id_b64})" if keys else ""
@@ -239,7 +240,7 @@ def sig_id(ctx: CheckContext) -> Finding:
         return ok("Signature-ID present; the target file holds no key ID to compare with")
     if facts.signature_id == keys[wanted].key_id:
         return ok(f"Signature-ID names the {KEY_LABELS[wanted]} ({keys[wanted].key_id_b64})")
-    other = _key_called(keys, facts.signature_id)
+    other = key_called(keys, facts.signature_id)
     names = f"the {KEY_LABELS[other]}" if other else "a key the user does not hold"
     return violation(
         f"Signature-ID names {names}, expected the {KEY_LABELS[wanted]}-ID"
@@ -250,12 +251,10 @@ def sig_id(ctx: CheckContext) -> Finding:
 
 
 @check("security.sig-ink-over-trk", reqs=("REQ-063",), clause="D.3.1, seed CR")
-def sig_ink_over_trk(ctx: CheckContext) -> Finding:
+@verifies(signature_facts)
+def sig_ink_over_trk(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     """With an InK provisioned the KMS signs with the InK; with a TrK only, with the TrK."""
-    signature = _signature(ctx)
-    if isinstance(signature, Finding):
-        return signature
-    keys = _user_keys(ctx)
+    keys = user_keys(ctx)
     if not keys:
         return skipped("the target file holds no InK or TrK for this user")
     verified = signature.verified_with()
@@ -279,37 +278,31 @@ def sig_ink_over_trk(ctx: CheckContext) -> Finding:
     strength=Strength.SHOULD,
     inferred=True,
 )
-def ids_absent_when_unprotected(ctx: CheckContext) -> Finding:
+@verifies(known_facts)
+def ids_absent_when_unprotected(ctx: CheckContext, facts: ProtectionFacts) -> Finding:
     """TrK-ID and Signature-ID appear only when encryption or a signature is applied."""
-    facts = _facts(ctx)
-    if facts is None:
-        return skipped("no KmsResponse")
-    problem = _unbacked_claim(ctx, facts)
+    problem = unbacked_claim(ctx, facts)
     if problem is not None:
         return violation(problem, "no key ID element without its protection", problem)
     return ok("no TrK-ID or Signature-ID without the protection it names")
 
 
 @check("security.claims-verify", reqs=("REQ-130",), clause="D.3.1", inferred=True)
-def claims_verify(ctx: CheckContext) -> Finding:
+@verifies(known_facts)
+def claims_verify(ctx: CheckContext, facts: ProtectionFacts) -> Finding:
     """A TrK-ID or Signature-ID comes with protection that verifies or decrypts."""
-    facts = _facts(ctx)
-    if facts is None:
-        return skipped("no KmsResponse")
     if facts.trk_id_text is None and facts.signature_id_text is None:
         return skipped("no TrK-ID or Signature-ID in the response")
-    problem = _unbacked_claim(ctx, facts) or _claim_failure(ctx, facts)
+    problem = unbacked_claim(ctx, facts) or claim_failure(ctx, facts)
     if problem is not None:
         return violation(problem, "every key ID claim backed by protection that opens", problem)
     return ok("every TrK-ID/Signature-ID claim is backed by protection that opens")
 
 
 @check("security.enc-structure", reqs=("REQ-124",), clause="D.3.1, seed CR")
-def enc_structure(ctx: CheckContext) -> Finding:
+@verifies(encryption_facts)
+def enc_structure(ctx: CheckContext, encryption: EncryptionFacts) -> Finding:
     """The encrypted KmsMessage holds one xenc:EncryptedData, Type #Content, with CipherValue."""
-    encryption = _encryption(ctx)
-    if isinstance(encryption, Finding):
-        return encryption
     expected = f"one xenc:EncryptedData child of KmsMessage, Type {xmlenc.TYPE_CONTENT}"
     if encryption.location != "KmsMessage":
         return violation(
@@ -338,11 +331,9 @@ def enc_structure(ctx: CheckContext) -> Finding:
 
 
 @check("security.enc-algorithm", reqs=("REQ-125",), clause="D.3.1, seed CR")
-def enc_algorithm(ctx: CheckContext) -> Finding:
+@verifies(encryption_facts)
+def enc_algorithm(ctx: CheckContext, encryption: EncryptionFacts) -> Finding:
     """KmsMessage is AES-128-GCM encrypted (IV 12 || C || tag 16) and decrypts with the TrK."""
-    encryption = _encryption(ctx)
-    if isinstance(encryption, Finding):
-        return encryption
     accepted = ctx.profile.message_encryption_algorithms
     if not accepted:
         return violation(
@@ -377,12 +368,12 @@ def enc_algorithm(ctx: CheckContext) -> Finding:
 @check("security.enc-trk-id", reqs=("REQ-061",), clause="D.3.1 (Rel-17), seed CR")
 def enc_trk_id(ctx: CheckContext) -> Finding:
     """An encrypted response carries TrK-ID, equal to the user's TrK-ID."""
-    facts = _facts(ctx)
+    facts = protection_facts(ctx)
     if facts is None or not facts.encrypted:
         return skipped("nothing in the response is encrypted")
     if not ctx.profile.has_trk_id_elements:
         return skipped(f"profile {ctx.profile.name} has no TrK-ID element")
-    trk = _user_keys(ctx).get("trk")
+    trk = user_keys(ctx).get("trk")
     expected = f"TrK-ID = {trk.key_id_b64}" if trk else "TrK-ID present"
     if facts.trk_id_text is None:
         return violation(
@@ -406,14 +397,12 @@ def enc_trk_id(ctx: CheckContext) -> Finding:
 
 
 @check("security.enc-keyinfo", reqs=("REQ-126",), clause="D.3.1, seed CR")
-def enc_keyinfo(ctx: CheckContext) -> Finding:
+@verifies(encryption_facts)
+def enc_keyinfo(ctx: CheckContext, encryption: EncryptionFacts) -> Finding:
     """EncryptedData KeyInfo/KeyName is the base64 TrK-ID, the same as the TrK-ID element."""
-    encryption = _encryption(ctx)
-    if isinstance(encryption, Finding):
-        return encryption
-    facts = _facts(ctx)
+    facts = protection_facts(ctx)
     assert facts is not None
-    trk = _user_keys(ctx).get("trk")
+    trk = user_keys(ctx).get("trk")
     if encryption.key_name is None:
         return violation(
             "EncryptedData has no ds:KeyInfo/ds:KeyName naming the TrK",
@@ -444,11 +433,9 @@ def enc_keyinfo(ctx: CheckContext) -> Finding:
 
 
 @check("security.enc-plaintext", reqs=("REQ-127",), clause="D.3.1")
-def enc_plaintext(ctx: CheckContext) -> Finding:
+@verifies(encryption_facts)
+def enc_plaintext(ctx: CheckContext, encryption: EncryptionFacts) -> Finding:
     """The decrypted content is exactly one schema-valid message element for the request."""
-    encryption = _encryption(ctx)
-    if isinstance(encryption, Finding):
-        return encryption
     wanted = EXPECTED_CONTENT.get(ctx.request_type or "")
     name = wanted.__name__ if wanted else "KmsInit/KmsKeyProv/KmsCertCache/KmsLookup"
     if not encryption.key_available:
@@ -478,7 +465,7 @@ def enc_plaintext(ctx: CheckContext) -> Finding:
         return violation(
             f"the decrypted content is {observed}, expected exactly one {name}", name, observed
         )
-    problem = _plaintext_schema_problem(ctx)
+    problem = plaintext_schema_problem(ctx)
     if problem is not None:
         return violation(f"the decrypted {found[0]} is not schema-valid: {problem}", name, problem)
     return ok(f"the plaintext is one schema-valid {found[0]}")
@@ -487,11 +474,11 @@ def enc_plaintext(ctx: CheckContext) -> Finding:
 @check("security.key-wrap", reqs=("REQ-128",), clause="D.3.3, schema", inferred=True)
 def key_wrap(ctx: CheckContext) -> Finding:
     """Each EncKeyContentType key is AES-key-wrapped and unwraps with the TrK to its length."""
-    facts = _facts(ctx)
+    facts = protection_facts(ctx)
     keys = [k for k in facts.wrapped_keys if k.element not in NEW_KEY_ELEMENTS] if facts else []
     if not keys:
-        return skipped(_no_keys_reason(ctx, "no EncKeyContentType key set key in the response"))
-    return _wrapped_keys_finding(ctx, keys, "EncKeyContentType key", lambda _: None)
+        return skipped(no_keys_reason(ctx, "no EncKeyContentType key set key in the response"))
+    return wrapped_keys_finding(ctx, keys, "EncKeyContentType key", lambda _: None)
 
 
 @check(
@@ -501,10 +488,10 @@ def key_wrap(ctx: CheckContext) -> Finding:
 )
 def new_keys(ctx: CheckContext) -> Finding:
     """A delivered NewTransportKey/NewIntegrityKey sits under the TkIk type and unwraps."""
-    facts = _facts(ctx)
+    facts = protection_facts(ctx)
     keys = [k for k in facts.wrapped_keys if k.element in NEW_KEY_ELEMENTS] if facts else []
     if not keys:
-        return skipped(_no_keys_reason(ctx, "no NewTransportKey or NewIntegrityKey (optional)"))
+        return skipped(no_keys_reason(ctx, "no NewTransportKey or NewIntegrityKey (optional)"))
 
     def message_type(key: WrappedKeyFacts) -> str | None:
         owner = key.location.split("/", 1)[0]
@@ -516,214 +503,4 @@ def new_keys(ctx: CheckContext) -> Finding:
             )
         return None
 
-    return _wrapped_keys_finding(ctx, keys, "new key", message_type)
-
-
-# -- helpers ----------------------------------------------------------------------------
-
-EXPECTED_CONTENT_NAMES = sorted({kind.__name__ for kind in EXPECTED_CONTENT.values()})
-_UNPROTECTED_MEMO = "security.unprotect"
-
-
-def _facts(ctx: CheckContext) -> ProtectionFacts | None:
-    if isinstance(ctx.protection, ProtectionFacts):
-        return ctx.protection
-    return _computed(ctx)[1]
-
-
-def _view(ctx: CheckContext) -> KmsResponse | None:
-    if isinstance(ctx.protection, ProtectionFacts):
-        return ctx.response
-    return _computed(ctx)[0]
-
-
-def _computed(ctx: CheckContext) -> tuple[KmsResponse | None, ProtectionFacts | None]:
-    if ctx.raw is None:
-        return ctx.response, None
-    if _UNPROTECTED_MEMO not in ctx.memo:
-        ctx.memo[_UNPROTECTED_MEMO] = unprotect(ctx.raw, ctx.user, ctx.profile)
-    view, facts = ctx.memo[_UNPROTECTED_MEMO]
-    return view, facts
-
-
-def _signature(ctx: CheckContext) -> SignatureFacts | Finding:
-    facts = _facts(ctx)
-    if facts is None:
-        return skipped("no KmsResponse")
-    if facts.signature is None:
-        return skipped(NOT_SIGNED)
-    return facts.signature
-
-
-def _encryption(ctx: CheckContext) -> EncryptionFacts | Finding:
-    facts = _facts(ctx)
-    if facts is None:
-        return skipped("no KmsResponse")
-    if facts.encryption is None:
-        return skipped(NOT_ENCRYPTED)
-    return facts.encryption
-
-
-def _user_keys(ctx: CheckContext) -> dict[str, SymmetricKey]:
-    user = ctx.user
-    if user is None:
-        return {}
-    return {name: key for name, key in (("ink", user.ink), ("trk", user.trk)) if key is not None}
-
-
-def _key_called(keys: dict[str, SymmetricKey], key_id: bytes) -> str | None:
-    return next((name for name, key in keys.items() if key.key_id == key_id), None)
-
-
-def _named_key(facts: ProtectionFacts, signature: SignatureFacts) -> tuple[bytes | None, str]:
-    if facts.signature_id is not None:
-        return facts.signature_id, "Signature-ID"
-    return signature.key_name_id, "ds:KeyName"
-
-
-def _held(keys: dict[str, SymmetricKey]) -> str:
-    return ", ".join(f"{KEY_LABELS[name]}-ID {key.key_id_b64}" for name, key in keys.items())
-
-
-def _b64(data: bytes) -> str:
-    return shorten(base64.b64encode(data).decode("ascii"))
-
-
-def _not_a_message(ctx: CheckContext) -> str | None:
-    status = ctx.http.status if ctx.http else ctx.exchange.status if ctx.exchange else None
-    if status is not None and not 200 <= status < 300:
-        return f"HTTP {status}: not a successful response"
-    if ctx.raw is None or ctx.raw.kms_message is None:
-        return "no KmsMessage (error or empty response): nothing the KMS protects"
-    if ctx.raw.kms_error is not None:
-        return "KmsError response"
-    return None
-
-
-def _claimed(signing: bool, encryption: str) -> str:
-    parts = ["signed" if signing else "not necessarily signed"]
-    parts.append({"message": "message encrypted", "keys": "keys wrapped"}.get(encryption, ""))
-    return ", ".join(p for p in parts if p)
-
-
-def _keys_in_clear(ctx: CheckContext) -> list[str]:
-    view = _view(ctx)
-    content = view.kms_message.content if view and view.kms_message else None
-    if not isinstance(content, KmsKeyProv):
-        return []
-    clear = []
-    for index, key_set in enumerate(content.key_sets, start=1):
-        for name, key in key_set.keys.items():
-            typed = key.xsi_type is not None and key.xsi_type.local == "EncKeyContentType"
-            if not typed or key.encrypted_key is None:
-                clear.append(f"KmsKeySet[{index}]/{name}")
-    return clear
-
-
-def _trk_id_without_encryption_accepted(ctx: CheckContext) -> bool:
-    # A KMS that wraps keys one by one may name its TrK in every response, also in those
-    # that carry no key (KmsInit, KmsCertCache): accepted when that is what it claims.
-    return ctx.target is not None and ctx.target.pics.encryption == "keys"
-
-
-def _unbacked_claim(ctx: CheckContext, facts: ProtectionFacts) -> str | None:
-    if facts.signature_id_text is not None and facts.signature is None:
-        return "Signature-ID present although the response is not signed"
-    if (
-        facts.trk_id_text is not None
-        and not facts.encrypted
-        and not _trk_id_without_encryption_accepted(ctx)
-    ):
-        return "TrK-ID present although nothing in the response is encrypted"
-    return None
-
-
-def _claim_failure(ctx: CheckContext, facts: ProtectionFacts) -> str | None:
-    keys = _user_keys(ctx)
-    if facts.signature_id_text is not None:
-        if facts.signature_id is None:
-            return f"Signature-ID is not a base64 key ID: {facts.signature_id_error}"
-        name = _key_called(keys, facts.signature_id)
-        signature = facts.signature
-        if name is not None and signature is not None:
-            result = signature.verifications[name]
-            if not result.ok:
-                return (
-                    f"Signature-ID names the {KEY_LABELS[name]}, but the signature does not "
-                    f"verify with it: {result.message}"
-                )
-    if facts.trk_id_text is not None:
-        if facts.trk_id is None:
-            return f"TrK-ID is not a base64 key ID: {facts.trk_id_error}"
-        encryption = facts.encryption
-        if encryption is not None and encryption.key_available and not encryption.decrypted:
-            return f"TrK-ID is present, but KmsMessage does not decrypt: {encryption.error}"
-        for key in facts.wrapped_keys:
-            if key.key_available and key.has_encrypted_key and not key.unwrapped:
-                return f"TrK-ID is present, but {key.location} {key.error}"
-    return None
-
-
-def _plaintext_schema_problem(ctx: CheckContext) -> str | None:
-    view = _view(ctx)
-    if view is None:
-        return None
-    document = view.root if view.root is not None else view.element
-    namespace = view.namespace if ctx.profile.namespace_configurable else None
-    for path, reason in profile_schema_errors(ctx.profile, namespace, document):
-        if "/KmsMessage/" in path + "/":
-            return f"{path}: {reason}"
-    return None
-
-
-def _no_keys_reason(ctx: CheckContext, default: str) -> str:
-    facts = _facts(ctx)
-    encryption = facts.encryption if facts else None
-    if encryption is not None and not encryption.decrypted:
-        return "KmsMessage is encrypted and was not decrypted: its keys cannot be read"
-    return default
-
-
-def _wrapped_keys_finding(
-    ctx: CheckContext,
-    keys: list[WrappedKeyFacts],
-    noun: str,
-    extra_rule: Callable[[WrappedKeyFacts], str | None],
-) -> Finding:
-    accepted = ctx.profile.key_wrap_algorithms
-
-    def rule(key: WrappedKeyFacts) -> str | None:
-        problem = extra_rule(key) or _wrap_problem(key, accepted)
-        if problem is None and key.key_available:
-            return _unwrap_problem(key)
-        return problem
-
-    finding = first_violation(
-        keys, rule, lambda _, key: key.location, noun, "wrapped under the TrK"
-    )
-    if finding.outcome is Outcome.OK and not all(k.key_available for k in keys):
-        return skipped("wrap algorithms accepted; not unwrapped: no TrK for this user")
-    return finding
-
-
-def _wrap_problem(key: WrappedKeyFacts, accepted: tuple[str, ...]) -> str | None:
-    if not key.has_encrypted_key:
-        return "EncKeyContentType without an xenc:EncryptedKey"
-    algorithm = key.algorithm
-    if algorithm not in accepted:
-        return f"key wrap algorithm {shorten(algorithm)} is not an accepted AES key wrap"
-    expected = key.expected_octets
-    if algorithm in RFC3394_WRAPS and expected is not None and expected % 8:
-        return (
-            f"{algorithm.rpartition('#')[2]} (RFC 3394) cannot carry a {expected}-octet key; "
-            "the -pad variant (RFC 5649) is needed"
-        )
-    return None
-
-
-def _unwrap_problem(key: WrappedKeyFacts) -> str | None:
-    if not key.unwrapped:
-        return key.error or "does not unwrap with the TrK"
-    if key.expected_octets is not None and key.unwrapped_octets != key.expected_octets:
-        return f"unwraps to {key.unwrapped_octets} octets, expected {key.expected_octets}"
-    return None
+    return wrapped_keys_finding(ctx, keys, "new key", message_type)

@@ -6,6 +6,7 @@ import re
 
 from conformance.checks.base import CheckContext, Finding, check, ok, shorten, skipped, violation
 from conformance.checks.errors import key_material
+from conformance.checks.verify import successful, verifies
 from conformance.exchange import Exchange
 from conformance.verdicts import Strength
 
@@ -15,11 +16,9 @@ TLS_VERSION = re.compile(r"TLS\s*v?(\d+)(?:\.(\d+))?", re.IGNORECASE)
 
 
 @check("transport.content-type-xml", reqs=("REQ-020",), clause="D.3.1")
-def content_type_xml(ctx: CheckContext) -> Finding:
+@verifies(successful)
+def content_type_xml(ctx: CheckContext, exchange: Exchange) -> Finding:
     """A successful response with a body is labelled as XML (application/xml, text/xml, +xml)."""
-    exchange = _successful(ctx)
-    if isinstance(exchange, Finding):
-        return exchange
     if not exchange.body.strip():
         return skipped(f"HTTP {exchange.status} without a body")
     content_type = exchange.content_type
@@ -39,11 +38,9 @@ def content_type_xml(ctx: CheckContext) -> Finding:
     strength=Strength.SHOULD,
     inferred=True,
 )
-def cache_control(ctx: CheckContext) -> Finding:
+@verifies(successful)
+def cache_control(ctx: CheckContext, exchange: Exchange) -> Finding:
     """A successful response says Cache-Control: no-store (or private, no-cache)."""
-    exchange = _successful(ctx)
-    if isinstance(exchange, Finding):
-        return exchange
     header = exchange.header("cache-control")
     directives = {d.strip().split("=", 1)[0].lower() for d in (header or "").split(",")}
     if "no-store" in directives or {"private", "no-cache"} <= directives:
@@ -93,17 +90,6 @@ def http_refused(ctx: CheckContext) -> Finding:
 
 
 # -- helpers ----------------------------------------------------------------------------
-
-
-def _successful(ctx: CheckContext) -> Exchange | Finding:
-    exchange = ctx.exchange
-    if exchange is None:
-        return skipped("no HTTP exchange recorded (offline)")
-    if not exchange.answered or exchange.status is None:
-        return skipped(f"no HTTP answer: {exchange.error}")
-    if not 200 <= exchange.status < 300:
-        return skipped(f"HTTP {exchange.status}: not a successful response")
-    return exchange
 
 
 def _plain_http(exchange: Exchange) -> bool:

@@ -19,7 +19,6 @@ Run alone for a manual look: ``python tests/hostile/hostile_server.py MODE DIR``
 from __future__ import annotations
 
 import contextlib
-import datetime
 import ipaddress
 import json
 import secrets
@@ -30,14 +29,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from refkms.tls import (
+    Issued,
+    issue_ca,
+    issue_certificate,
+    write_ca_file,
+    write_certificate_files,
+)
 
 NAMESPACE = "urn:3gpp:ns:mcsecKMSInterface:1.0"
 API_PREFIX = "/keymanagement/identity/v1/"
@@ -47,6 +52,8 @@ DRIP_INTERVAL_S = 1.0
 MAX_CONNECTION_S = 120.0
 TIMEOUT_S = 3.0
 MAX_BODY_BYTES = 4 * 1024 * 1024
+# The test's certificates need only outlive the test.
+TEST_VALIDITY = timedelta(days=2)
 
 # mode -> (certificate, {request type or "*": behaviour}); request types not listed are
 # relayed from the upstream.
@@ -111,86 +118,27 @@ def make_pki(directory: Path) -> Pki:
     """A CA and server certificates: ``good`` (127.0.0.1, localhost), ``wrong-host``
     (signed by the CA for kms.wrong-host.invalid only) and ``self-signed`` (127.0.0.1)."""
     directory.mkdir(parents=True, exist_ok=True)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("hostile-test CA")
-    ca_cert = (
-        _builder(ca_name, ca_name, ca_key.public_key())
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca = issue_ca("hostile-test CA", validity=TEST_VALIDITY)
     ca_file = directory / "ca.pem"
-    ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    write_ca_file(ca_file, ca)
     loopback = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
     wrong = [x509.DNSName("kms.wrong-host.invalid")]
     certificates = {
-        "good": _leaf(directory, "good", loopback, (ca_cert, ca_key)),
-        "wrong-host": _leaf(directory, "wrong-host", wrong, (ca_cert, ca_key)),
+        "good": _leaf(directory, "good", loopback, ca),
+        "wrong-host": _leaf(directory, "wrong-host", wrong, ca),
         "self-signed": _leaf(directory, "self-signed", loopback, None),
     }
     return Pki(ca_file, certificates)
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _builder(
-    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey
-) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-    )
-
-
 def _leaf(
-    directory: Path,
-    label: str,
-    names: list[x509.GeneralName],
-    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
+    directory: Path, label: str, names: list[x509.GeneralName], issuer: Issued | None
 ) -> tuple[Path, Path]:
     """A server certificate signed by ``issuer`` (the CA), or by itself without one."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = _name(f"hostile-test {label}")
-    builder = (
-        _builder(subject, issuer[0].subject if issuer else subject, key.public_key())
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-    )
-    certificate = builder.sign(issuer[1] if issuer else key, hashes.SHA256())
-    chain = certificate.public_bytes(serialization.Encoding.PEM)
-    if issuer is not None:
-        chain += issuer[0].public_bytes(serialization.Encoding.PEM)
+    issued = issue_certificate(f"hostile-test {label}", issuer, names=names, validity=TEST_VALIDITY)
     chain_file, key_file = directory / f"{label}.pem", directory / f"{label}.key"
-    chain_file.write_bytes(chain)
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    write_certificate_files(
+        chain_file, key_file, issued, chain=[issuer[0]] if issuer is not None else []
     )
     return chain_file, key_file
 

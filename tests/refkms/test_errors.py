@@ -12,7 +12,7 @@ import pytest
 from lxml import etree
 from refkms_testkit import NS, UE, RunningKms, kms_response, parse, request_body, text
 
-from conformance.crypto import xmldsig
+from conformance.xmlsec import xmldsig
 from refkms.profiles import TOKEN_SCOPE
 
 BOB = "sip:bob@example.org"

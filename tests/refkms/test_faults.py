@@ -24,8 +24,8 @@ from lxml import etree
 from refkms_testkit import DS, NS, REPO, UE, XENC, RunningKms, make_domain, request_body, serving
 from test_errors import signed_request
 
-from conformance.crypto import xmldsig, xmlenc
 from conformance.crypto.errors import CryptoError
+from conformance.xmlsec import xmldsig, xmlenc
 from refkms import certchange
 from refkms.faults import EMBEDDED_CONFIG, FAULTS, fault_names
 from refkms.profiles import TOKEN_SCOPE

@@ -22,8 +22,9 @@ from refkms_testkit import (
     text,
 )
 
-from conformance.crypto import eccsi, sakke, xmldsig, xmlenc
+from conformance.crypto import eccsi, sakke
 from conformance.crypto.uid import decode_user_id
+from conformance.xmlsec import xmldsig, xmlenc
 from refkms.state import StateDir
 
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"

@@ -17,8 +17,9 @@ from refkms_testkit import (
     text,
 )
 
-from conformance.crypto import eccsi, sakke, xmldsig
+from conformance.crypto import eccsi, sakke
 from conformance.crypto.uid import decode_user_id, mikey_sakke_uid
+from conformance.xmlsec import xmldsig
 
 PARTNER = "kms.partner1.example.net"
 # 2014-02-23T08:39:14Z, kms-interface.md section 3.2: key period 1389.
