@@ -261,7 +261,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from conformance.runcmd import explain
+    from conformance.explain import explain
 
     return explain(args.case_id)
 

@@ -182,6 +182,15 @@ class CertificateView:
         return {CERTIFICATE_CHANGED: self.changed, CERTIFICATE_BEFORE: self.before}
 
 
+def control_explained(spec: Any) -> str:
+    """What ``explain`` says of a control step."""
+    action = str(spec["action"])
+    return (
+        f"control {action}: runs [pixit] {COMMAND_PIXIT} {ACTIONS[action]} (fails: inconc; "
+        "later steps judge against the certificate of the case's own KMS Initialize after it)"
+    )
+
+
 def _last_line(data: bytes) -> str:
     lines = [ln.strip() for ln in data.decode("utf-8", "replace").splitlines() if ln.strip()]
     if not lines:
