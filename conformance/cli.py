@@ -81,6 +81,11 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--rotate", metavar="KEYS", help="deliver new keys in init/keyprov: trk, ink or trk,ink"
     )
+    serve.add_argument(
+        "--cert-rotation",
+        action="store_true",
+        help="the harness may replace the KMS's own certificate (PICS kms_cert_rotation)",
+    )
 
     faults = sub.add_parser("faults", help="list the reference KMS fault catalogue")
     faults.add_argument("--json", action="store_true")
@@ -150,6 +155,8 @@ def _verify(args: argparse.Namespace) -> int:
     from conformance import bundle
 
     return bundle.verify_main(args.bundle, args.pubkey)
+
+
 def _add_load_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     load = sub.add_parser("load", help="the catalogue's checks under load (Locust)")
     load.add_argument("--target", metavar="FILE")
@@ -200,6 +207,7 @@ def _delegate_to_refkms(args: argparse.Namespace) -> int:
         argv += ["--state", args.state] if args.state else []
         argv += ["--users", str(args.users)] if args.users else []
         argv += ["--rotate", args.rotate] if args.rotate else []
+        argv += ["--cert-rotation"] if args.cert_rotation else []
     elif args.json:
         argv.append("--json")
     sys.stdout.flush()
@@ -253,7 +261,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from conformance.runcmd import explain
+    from conformance.explain import explain
 
     return explain(args.case_id)
 

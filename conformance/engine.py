@@ -22,6 +22,7 @@ from conformance.cases import Case, Step, missing_need, pics_applies, pics_value
 from conformance.checks import CheckContext, HarnessError, HttpFacts, run_check
 from conformance.checks.state import PREVIOUS
 from conformance.checks.values import parse_datetime
+from conformance.control import CertificateView, control_step, restore_if_pending
 from conformance.exchange import Exchange
 from conformance.limits import CpuBudgetExceeded, checkpoint, cpu_budget, paused
 from conformance.model import (
@@ -136,6 +137,7 @@ class Runner:
         except Exception as exc:  # a harness bug: the case says so, the run goes on
             result.verdict = Verdict.ERROR
             result.reason = f"harness error: {type(exc).__name__}: {_one_line(str(exc))}"
+        restore_if_pending(self.target, result)
         result.duration_s = time.monotonic() - started
         # The checks are done with the raw exchanges: redact where the secrets are known to
         # be, once, so that no reporter has to scan every string it writes. Keys the case
@@ -162,7 +164,16 @@ class Runner:
         named_results: list[CheckResult] = []
         store = UeKeyStore(self.target)
         result.secrets = store.secrets
+        certificates = CertificateView()  # the KMS certificate the UE holds (control.py)
         for written in case.steps:
+            if written.request == "control":
+                # Learnt before any change, so the run-wide certificate stays the original.
+                run_wide = self.init_certificate() if live else None
+                why = control_step(self.target, written, result, certificates, run_wide, live=live)
+                if why:
+                    result.verdict, result.reason = Verdict.INCONC, f"{written.label}: {why}"
+                    return
+                continue
             try:
                 spec = store.resolve(written.spec)
             except LookupError as exc:
@@ -202,6 +213,7 @@ class Runner:
             parsed = self._parse(exchange.body, user) if exchange.body else _Parsed()
             user = self._delivering_user(parsed, user, exchange.body)
             record.plaintext = parsed.plaintext
+            certificates.seen(step.request, parsed.plain)
             if parsed.over_limit is not None:
                 record.checks.append(self._over_limit(case, parsed.over_limit))
                 result.checks.extend(record.checks)
@@ -209,6 +221,9 @@ class Runner:
                 result.reason = f"{step.label}: {parsed.over_limit}"
                 return
             context = self._context(step, exchange, parsed, user, history)
+            if certificates.changed:
+                context.init_certificate = certificates.current(context.init_certificate)
+                context.params.update(certificates.params())
             context.params[PREVIOUS] = store.previous(number)
             record.checks.extend(self._expectations(case, step, exchange, parsed))
             for name in step.checks:

@@ -51,6 +51,11 @@ def _replay(directory: Path, case_id: str, target_file: str | None, out: TextIO)
     case = cases.get(case_id)
     if case is None:
         raise ReplayProblem(f"case {case_id} is not in the catalogue any more")
+    if any(step.request == "control" for step in case.steps):
+        raise ReplayProblem(
+            f"{case_id} has control steps (the target changes its own state, "
+            "conformance/control.py); replay re-sends HTTP requests only: run the case again"
+        )
     steps = record.get("steps")
     if not isinstance(steps, list) or len(steps) != len(case.steps):
         raise ReplayProblem(f"{directory}: the evidence of {case_id} does not match its steps")

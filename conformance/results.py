@@ -88,6 +88,9 @@ class CaseResult:
     found_secrets: list[SecretValue] = field(default_factory=list)
     # Secrets the case learnt (keys a response delivered), for the redactor: never written.
     secrets: list[SecretValue] = field(default_factory=list, repr=False)
+    # What the case's control steps ran (conformance/control.py ControlRecord.as_dict):
+    # command lines and one line of output, no secret; written to evidence case.json.
+    controls: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def warnings(self) -> int:

@@ -1,4 +1,4 @@
-"""``kms-conformance run | list | explain | coverage``: the catalogue against a target.
+"""``kms-conformance run | list | coverage``: the catalogue against a target (explain.py: explain).
 
 ``run`` without ``--target`` starts the reference KMS in its own process (the harness
 never imports ``refkms``) on loopback over HTTPS with a fresh state directory, waits for
@@ -25,6 +25,7 @@ from typing import TextIO
 
 from conformance.cases import Case, CaseFileError, catalogue_dir, load_catalogue, select
 from conformance.checks import REGISTRY
+from conformance.explain import explain  # noqa: F401 (runcmd.explain is reached by name)
 from conformance.profiles import ProfileError, get_profile
 from conformance.requirements import load_requirements
 from conformance.results import RequirementInfo, RunResult
@@ -33,6 +34,7 @@ from conformance.verdicts import Verdict
 from conformance.waivers import WaiverFileError, load_waivers
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_INCONC = 0, 1, 2, 3
+
 EMBEDDED_START_TIMEOUT_S = 60.0
 
 
@@ -461,84 +463,6 @@ def list_cases(as_json: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr
         print(f"{c.id:28} {','.join(c.reqs):22} {c.clause:24} {c.title}{pics}", file=out)
     print(f"{len(cases)} cases", file=out)
     return EXIT_OK
-
-
-def explain(case_id: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    try:
-        cases = {c.id: c for c in load_catalogue()}
-        requirements = {r.id: r for r in load_requirements()}
-    except CaseFileError as exc:
-        print(f"kms-conformance explain: {exc}", file=err)
-        return EXIT_CONFIG
-    case = cases.get(case_id.upper())
-    if case is None:
-        print(f"kms-conformance explain: no case {case_id!r} (see kms-conformance list)", file=err)
-        return EXIT_CONFIG
-    print(f"{case.id}: {case.title}", file=out)
-    print(
-        f"  area {case.area}, clause {case.clause}, strength {case.strength}"
-        f"{' (inferred: violations are warnings)' if case.inferred else ''}",
-        file=out,
-    )
-    print(
-        f"  applies when: {case.pics}" + (f"; needs {', '.join(case.needs)}" if case.needs else ""),
-        file=out,
-    )
-    if case.purpose:
-        print(f"  why: {case.purpose}", file=out)
-    print("  requirements:", file=out)
-    for req in case.reqs:
-        info = requirements.get(req)
-        print(
-            f"    {req} ({info.clause}, {info.strength}): {info.title}" if info else f"    {req}",
-            file=out,
-        )
-    for number, step in enumerate(case.steps, start=1):
-        spec = step.spec
-        params = ", ".join(
-            f"{k}={spec[k]}"
-            for k in ("user", "uri", "time", "number", "method", "path", "scheme", "fields")
-            if k in spec
-        )
-        print(
-            f"  step {number} ({step.label}): {spec.get('method', 'POST')} {step.request}"
-            f"{' ' + params if params else ''}; token {spec.get('token', 'valid')}, "
-            f"body {spec.get('body', 'none')}",
-            file=out,
-        )
-        message = f", message {step.expect_message}" if step.expect_message else ""
-        print(f"    expects: HTTP {step.status_text}{message}", file=out)
-        if step.delivers:
-            names = " and ".join(
-                f"a new {k.replace('trk', 'TrK').replace('ink', 'InK')}" for k in step.delivers
-            )
-            print(
-                f"    delivers: {names} the later steps need (none the UE can adopt: "
-                "inconc, as the KMS may deliver)",
-                file=out,
-            )
-        for name in step.checks:
-            spec_ = REGISTRY[name]
-            print(
-                f"    checks {name} [{', '.join(spec_.reqs)}; {spec_.clause}; {spec_.strength}"
-                f"{', inferred' if spec_.inferred else ''}]: {spec_.summary}",
-                file=out,
-            )
-    if len(case.steps) > 1 or any(step.delivers for step in case.steps):
-        print(f"  {UE_MODEL}", file=out)
-    print(f"  defined in {case.file.name}:{case.line}", file=out)
-    return EXIT_OK
-
-
-# How the harness models the UE (conformance/uestate.py), for `explain`.
-UE_MODEL = (
-    "UE key state: every step is sent and judged with the TrK/InK the UE holds then, "
-    "starting from the target file; a NewTransportKey/NewIntegrityKey replaces them only "
-    "when its response decrypts and verifies and it unwraps under the TrK held; the "
-    "delivering response itself is judged with the keys held before it (profile setting "
-    "delivering_response_keys, default 'held'). Reports show key IDs and SHA-256 "
-    "fingerprints, never values."
-)
 
 
 def coverage_markdown(cases: Sequence[Case]) -> str:

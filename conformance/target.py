@@ -135,6 +135,9 @@ class Pixit:
     unknown_kms_uri: str = "kms.unknown.invalid"
     lookup: tuple[LookupEntry, ...] = ()
     unknown_sip_uri: str = "sip:nobody@unknown.invalid"
+    # A shell command that makes the KMS replace its own certificate (argument "replace")
+    # and put the original back (argument "restore"); conformance/control.py runs it.
+    kms_cert_rotation_command: str | None = None
 
 
 @dataclass(frozen=True)
@@ -327,6 +330,7 @@ class _Reader(ValueReader):
                 "unknown_kms_uri",
                 "lookup",
                 "unknown_sip_uri",
+                "kms_cert_rotation_command",
             },
         )
         lookup = []
@@ -352,6 +356,7 @@ class _Reader(ValueReader):
             unknown_kms_uri=self.string(t, "pixit", "unknown_kms_uri") or Pixit.unknown_kms_uri,
             lookup=tuple(lookup),
             unknown_sip_uri=self.string(t, "pixit", "unknown_sip_uri") or Pixit.unknown_sip_uri,
+            kms_cert_rotation_command=self.string(t, "pixit", "kms_cert_rotation_command"),
         )
 
     def users(self, raw: Any, keys: dict[str, Any]) -> tuple[User, ...]:

@@ -50,6 +50,10 @@ base_url = "https://kms.example.org/keymanagement/identity/v1"   # REQUIRED: up 
 # request_signing = false          # the KMS accepts and checks SignedKmsRequest
 # certcache_incremental = false    # certcache/<n> answers relative to cache number n
 # tk_ik_delivery = false           # the KMS delivers NewTransportKey / NewIntegrityKey
+# trk_rotation = false             # init/keyprov deliver a new TrK (rotation cases)
+# ink_rotation = false             # ... a new InK
+# kms_cert_rotation = false        # the KMS's own certificate can be replaced during a run
+#                                  # (needs pixit.kms_cert_rotation_command)
 
 [pixit]
 # What the tester knows about the KMS (PIXIT); each one enables the cases that need it.
@@ -59,6 +63,10 @@ base_url = "https://kms.example.org/keymanagement/identity/v1"   # REQUIRED: up 
 # unknown_kms_uri = "kms.unknown.invalid"
 # lookup = [{ sip_uri = "sip:dave@partner.example.net", kms_uri = "kms.partner.example.net" }]
 # unknown_sip_uri = "sip:nobody@unknown.invalid"
+# kms_cert_rotation_command = "/opt/kms/bin/rekey-root"  # run as `<command> replace`: the
+#                                  # KMS serves a new certificate (new master keys); as
+#                                  # `<command> restore`: the original again. No secret on
+#                                  # it (it is recorded); 60 s at most; exit != 0: inconc
 
 [[users]]                          # REQUIRED: the UE under test
 uri = "sip:alice@example.org"

@@ -1,4 +1,4 @@
-"""``python -m refkms serve|faults``: the flags of DESIGN.md section 5, used by the harness CLI."""
+"""``python -m refkms serve|faults|kms-cert``: DESIGN.md section 5 flags, for the harness CLI."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -74,12 +75,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="KEYS",
         help="deliver new keys in init and keyprov: trk, ink or trk,ink (refkms.rotation)",
     )
+    serve.add_argument(
+        "--cert-rotation",
+        action="store_true",
+        help="let `kms-cert` replace the own certificate; claims PICS kms_cert_rotation",
+    )
+    kms_cert = sub.add_parser(
+        "kms-cert", help="replace the running KMS's own certificate, or restore the original"
+    )
+    kms_cert.add_argument("--state", required=True, metavar="DIR")
+    kms_cert.add_argument("action", choices=("replace", "restore"))
     faults = sub.add_parser("faults", help="list the fault catalogue")
     faults.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.command == "faults":
         print(catalogue_json() if args.json else catalogue_text(), flush=True)
         return 0
+    if args.command == "kms-cert":
+        from refkms.certchange import main as kms_cert_main
+
+        return kms_cert_main(args.state, args.action)
     return _serve(args)
 
 
@@ -110,6 +125,8 @@ def _serve(args: argparse.Namespace) -> int:
         if not keys or not keys <= {"trk", "ink"}:
             return _usage(f"--rotate {args.rotate!r}: give trk, ink or trk,ink")
         config = with_rotation(config, trk="trk" in keys, ink="ink" in keys)
+    if args.cert_rotation:
+        config = replace(config, kms_cert_rotation=True)
     state_path = Path(args.state) if args.state else Path(tempfile.mkdtemp(prefix="refkms-"))
     print(f"refkms: state directory {state_path.resolve()}", flush=True)
     state = StateDir(state_path)

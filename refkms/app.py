@@ -305,6 +305,8 @@ class ReferenceKms:
                 certificates = ()
                 if self.faults.on("certcache-cachenum-regresses"):
                     cache_num -= 1
+        if self.faults.on("kms-cert-certcache-old") and self.domain.generation:
+            certificates = (*certificates, self.domain.certificates[0])  # a stale own entry
         elements = [self._certificate_xml(certificate) for certificate in certificates]
         return exchange.user.uri, messages.kms_cert_cache(elements, cache_num)
 
@@ -313,6 +315,8 @@ class ReferenceKms:
         kms_uri = exchange.args[0]
         known = {c.kms_uri: c for c in self.domain.partner_certificates}
         known[self.domain.config.kms_uri] = self.served_root_certificate()
+        if self.faults.on("kms-cert-cert-old"):
+            known[self.domain.config.kms_uri] = self.domain.certificates[0]
         certificate = known.get(kms_uri)
         if certificate is not None and self.faults.on("cert-other-certificate"):
             certificate = self.served_root_certificate()

@@ -14,6 +14,8 @@ Example (every key optional)::
     cache_num = 3
     request_window_s = 30
     user_id_encoding = "base64"    # or "hex"
+    kms_cert_rotation = false      # true: `kms-cert --state DIR replace` swaps the own
+                                   # certificate (serve --cert-rotation; refkms/certchange.py)
 
     [protection]
     encryption = "none"            # "none" | "message" | "keys"
@@ -98,6 +100,9 @@ class KmsConfig:
     users: tuple[UserConfig, ...] = ()
     partners: tuple[PartnerConfig, ...] = ()
     lookup: tuple[tuple[str, str], ...] = ()
+    # The own certificate may be replaced during a run (refkms.certchange; serve
+    # --cert-rotation): target.toml then claims PICS kms_cert_rotation.
+    kms_cert_rotation: bool = False
     # How many of ``users`` are the pattern UEs of ``serve --users N`` (refkms/loadusers.py).
     load_users: int = 0
 
@@ -128,6 +133,7 @@ def config_from_mapping(raw: dict[str, Any]) -> KmsConfig:
         user_key_offset=_int(raw, "user_key_offset", defaults.user_key_offset),
         kms_domain_list=tuple(raw.get("kms_domain_list", defaults.kms_domain_list)),
         kat=bool(raw.get("kat", defaults.kat)),
+        kms_cert_rotation=bool(raw.get("kms_cert_rotation", defaults.kms_cert_rotation)),
         clock=_clock(raw.get("clock")),
         eccsi_fixed_v=_hex_int(raw.get("eccsi_fixed_v"), "eccsi_fixed_v"),
         cache_num=_int(raw, "cache_num", defaults.cache_num),

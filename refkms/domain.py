@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from conformance.crypto import eccsi, sakke
+from refkms import certchange
 from refkms.config import KmsConfig
 from refkms.faults import ActiveFaults
 from refkms.keys import KeyIssuer
@@ -62,9 +63,16 @@ class Domain:
         self.faults = faults
         secrets = state.domain_secrets(config)
         self.master = secrets.own
-        self.own_certificate = self.certificate_for(
-            "Root", config.cert_uri, config.kms_uri, secrets.own
-        )
+        self.state_path = state.path
+        # The own certificate and key issuer of each generation: [0] the original, [1] the
+        # replacement when the certificate may be replaced (refkms.certchange).
+        masters = [secrets.own]
+        if config.kms_cert_rotation:
+            masters.append(certchange.replacement_master(state.path))
+        self.certificates = [
+            self.certificate_for("Root", config.cert_uri, config.kms_uri, master)
+            for master in masters
+        ]
         self.partner_certificates = tuple(
             self.certificate_for("External", p.cert_uri, p.kms_uri, secrets.partners[p.kms_uri])
             for p in config.partners
@@ -73,15 +81,18 @@ class Domain:
         # Seeds of the TrK/InK generations a rotation delivers (refkms.rotation).
         self.rotation_seeds = {uri: keys.next_trk for uri, keys in secrets.users.items()}
         self.lookup = dict(config.lookup)
-        self.issuer = KeyIssuer(
-            kms_uri=config.kms_uri,
-            period=config.user_key_period,
-            offset=config.user_key_offset,
-            master=secrets.own,
-            faults=faults,
-            fixed_v=config.eccsi_fixed_v,
-            other_users=tuple(self.users),
-        )
+        self.issuers = [
+            KeyIssuer(
+                kms_uri=config.kms_uri,
+                period=config.user_key_period,
+                offset=config.user_key_offset,
+                master=master,
+                faults=faults,
+                fixed_v=config.eccsi_fixed_v,
+                other_users=tuple(self.users),
+            )
+            for master in masters
+        ]
         self.tokens = TokenAuthority(
             state.token_key(), config.token_issuer, config.kms_uri, self.clock
         )
@@ -91,6 +102,27 @@ class Domain:
             accept_bad_signature=faults.on("auth-bad-signature-accepted"),
             accept_wrong_scope=faults.on("auth-wrong-scope-accepted"),
         )
+
+    @property
+    def generation(self) -> int:
+        """The certificate generation in force (0 unless ``kms-cert replace`` ran)."""
+        if len(self.certificates) == 1:
+            return 0
+        return certchange.generation(self.state_path)
+
+    @property
+    def own_certificate(self) -> Certificate:
+        """The KMS's own (Root) certificate now."""
+        if self.faults.on("kms-cert-init-old"):
+            return self.certificates[0]  # never moves to the replacement
+        return self.certificates[self.generation]
+
+    @property
+    def issuer(self) -> KeyIssuer:
+        """Issues key sets under the master secrets of the certificate in force."""
+        if self.faults.on("kms-cert-keys-old-master"):
+            return self.issuers[0]
+        return self.issuers[self.generation]
 
     @property
     def clock(self) -> Callable[[], datetime]:

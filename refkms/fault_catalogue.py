@@ -10,6 +10,7 @@ REQ ids it violates, the cases that must catch it and the hook it acts in.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 HOOK_ROUTING = "refkms.app:ReferenceKms.dispatch / check_method"
 HOOK_ACCESS = "refkms.app:ReferenceKms.authorize / keyprov, refkms.tokens:TokenAuthority.verify"
@@ -41,9 +42,14 @@ class Fault:
     # The protection policy (refkms/config.py [protection]) the reference KMS must run with
     # for the fault's hook to act at all: `run --embedded-fault NAME` starts it so.
     protection: tuple[tuple[str, str | bool], ...] = ()
+    # Top-level configuration keys the fault needs (e.g. kms_cert_rotation = true).
+    settings: tuple[tuple[str, str | bool], ...] = ()
 
-    def embedded_config(self) -> dict[str, dict[str, str | bool]]:
-        return {"protection": dict(self.protection)} if self.protection else {}
+    def embedded_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = dict(self.settings)
+        if self.protection:
+            config["protection"] = dict(self.protection)
+        return config
 
 
 CATALOGUE: tuple[Fault, ...] = (

@@ -68,6 +68,11 @@ FAULTS: tuple[Fault, ...] = (
         Fault(
             *entry,
             protection=tuple(EMBEDDED_CONFIG.get(entry[0], {}).get("protection", {}).items()),
+            settings=tuple(
+                (key, value)
+                for key, value in EMBEDDED_CONFIG.get(entry[0], {}).items()
+                if key != "protection"
+            ),
         )
         for entry in ROTATION_FAULTS
     ),
@@ -101,6 +106,7 @@ WARNING_ONLY = frozenset(
         "keys-wrapped-wrong-key",
         "keyset-revoked",
         "keyset-validity-wrong-period",
+        "kms-cert-certcache-old",
         "lookup-wrong-kms-uri",
         "method-get-served",
         "no-cache-control",
@@ -135,7 +141,7 @@ def catalogue_json() -> str:
     return json.dumps(
         [
             {
-                **asdict(fault),
+                **{k: v for k, v in asdict(fault).items() if k != "settings"},
                 "protection": dict(fault.protection),
                 "embedded_config": fault.embedded_config(),
                 "detection": detection(fault),

@@ -70,6 +70,37 @@ ROTATION_FAULTS: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...], str], .
         ("ROT-PERIOD-001",),
         "refkms.app:ReferenceKms.keyprov / certcache / cert / lookup / redirect",
     ),
+    # The KMS's own certificate replaced during the run (refkms/certchange.py).
+    (
+        "kms-cert-keys-old-master",
+        "after its certificate was replaced the KMS keeps issuing key sets under the old "
+        "master keys",
+        ("REQ-100", "REQ-102"),
+        ("ROT-CERT-001",),
+        "refkms.domain:Domain.issuer",
+    ),
+    (
+        "kms-cert-init-old",
+        "after its certificate was replaced KMS Initialize keeps answering with the old "
+        "certificate (while key sets use the new master keys)",
+        ("REQ-070",),
+        ("ROT-CERT-001", "ROT-CERT-002"),
+        "refkms.domain:Domain.own_certificate",
+    ),
+    (
+        "kms-cert-cert-old",
+        "after its certificate was replaced KMS Cert for its own KmsUri returns the old one",
+        ("REQ-116",),
+        ("ROT-CERT-002",),
+        "refkms.app:ReferenceKms.cert",
+    ),
+    (
+        "kms-cert-certcache-old",
+        "after its certificate was replaced KMS CertCache lists the old one as the KMS's own",
+        ("REQ-110",),
+        ("ROT-CERT-002",),
+        "refkms.app:ReferenceKms.certcache",
+    ),
 )
 
 _ROTATE_TRK = {"encryption": "message", "rotate_trk": True}
@@ -82,4 +113,8 @@ EMBEDDED_CONFIG: dict[str, dict[str, Any]] = {
     },
     "rotation-delivered-key-wrong-kek": {"protection": {**_ROTATE_TRK, "rotate_ink": True}},
     "rotation-old-trk-id-answered-with-new": {"protection": _ROTATE_TRK},
+    "kms-cert-keys-old-master": {"kms_cert_rotation": True},
+    "kms-cert-init-old": {"kms_cert_rotation": True},
+    "kms-cert-cert-old": {"kms_cert_rotation": True},
+    "kms-cert-certcache-old": {"kms_cert_rotation": True},
 }

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from refkms import certchange
 from refkms.domain import Domain, User
 from refkms.files import write_atomically
 from refkms.profiles import TOKEN_SCOPE
@@ -49,7 +50,9 @@ def target_description(domain: Domain, base_url: str, ca_file: Path | None) -> d
             "tk_ik_delivery": rotates and (policy.rotate_trk or policy.rotate_ink),
             "trk_rotation": rotates and policy.rotate_trk,
             "ink_rotation": rotates and policy.rotate_ink,
-            "kms_cert_rotation": False,
+            # `serve --cert-rotation`: the harness has the KMS replace its own certificate
+            # with pixit.kms_cert_rotation_command (refkms.certchange).
+            "kms_cert_rotation": config.kms_cert_rotation,
         },
         "pixit": {
             "kms_uri": config.kms_uri,
@@ -58,7 +61,12 @@ def target_description(domain: Domain, base_url: str, ca_file: Path | None) -> d
             "unknown_kms_uri": UNKNOWN_KMS_URI,
             "lookup": [{"sip_uri": sip, "kms_uri": kms} for sip, kms in config.lookup],
             "unknown_sip_uri": UNKNOWN_SIP_URI,
-        },
+        }
+        | (
+            {"kms_cert_rotation_command": certchange.command(domain.state_path)}
+            if config.kms_cert_rotation
+            else {}
+        ),
         "users": [
             {"uri": user.uri, "token": domain.tokens.mint(user.uri, TOKEN_SCOPE)} | _keys(user)
             for user in users

@@ -32,12 +32,17 @@ def test_the_catalogue_has_every_fault() -> None:
     assert len(FAULTS) >= 68
     needing = {f["name"]: f["embedded_config"] for f in FAULTS if f["embedded_config"]}
     # The encryption faults need an encrypting KMS; the rotation faults (issue 12) one
-    # that rotates keys; every other fault shows in the default configuration.
-    assert {n for n in needing if n.startswith(("enc-", "keys-", "rotation-"))} == set(needing)
+    # that rotates keys, the kms-cert ones one whose certificate the harness may replace;
+    # every other fault shows in the default configuration.
+    prefixes = ("enc-", "keys-", "rotation-", "kms-cert-")
+    assert {n for n in needing if n.startswith(prefixes)} == set(needing)
     assert len([n for n in needing if n.startswith(("enc-", "keys-"))]) == 9, needing
     assert all(
         needing[n]["protection"].get("rotate_trk") for n in needing if n.startswith("rotation-")
     )
+    kms_cert = [n for n in needing if n.startswith("kms-cert-")]
+    assert len(kms_cert) == 4
+    assert all(needing[n] == {"kms_cert_rotation": True} for n in kms_cert), needing
 
 
 @pytest.mark.slow

@@ -75,6 +75,8 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
         "run",
         (
             "conformance.engine",
+            "conformance.control",
+            "conformance.explain",
             "conformance.lanes",
             "conformance.plugin",
             "conformance.runcmd",

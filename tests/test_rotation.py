@@ -33,11 +33,19 @@ ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "conformance.cli"]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 ROTATION = [c for c in load_catalogue() if c.area == "rotation"]
+# Each also lets the harness replace the KMS's certificate (ROT-CERT-*, refkms/certchange.py).
 ROTATING_MODES: dict[str, dict[str, Any]] = {
-    "message": {"protection": {"encryption": "message", "rotate_trk": True, "rotate_ink": True}},
-    "keys": {"protection": {"encryption": "keys", "rotate_trk": True, "rotate_ink": True}},
+    "message": {
+        "kms_cert_rotation": True,
+        "protection": {"encryption": "message", "rotate_trk": True, "rotate_ink": True},
+    },
+    "keys": {
+        "kms_cert_rotation": True,
+        "protection": {"encryption": "keys", "rotate_trk": True, "rotate_ink": True},
+    },
     "message-unsigned-trk-only": {
-        "protection": {"encryption": "message", "signing": False, "rotate_trk": True}
+        "kms_cert_rotation": True,
+        "protection": {"encryption": "message", "signing": False, "rotate_trk": True},
     },
 }
 ROTATION_FAULTS = [

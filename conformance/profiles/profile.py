@@ -63,6 +63,11 @@ class Profile:
     # A request naming the TrK the UE held before a rotation: "either" (served under that
     # TrK, REQ-129, or refused with a KmsError), "served" or "refused".
     old_trk_id_after_rotation: str = "either"
+    # After the KMS replaced its own certificate (conformance/control.py), a KmsCertCache
+    # entry for the KMS's own KmsUri: "if-listed" (default: the cache need not list the
+    # KMS's own certificate, D.3.1 names partner domains; one it lists is the new one),
+    # "required" (the cache lists the new one) or "unchecked". Inferred: a warning.
+    own_certificate_in_certcache: str = "if-listed"
 
     def __post_init__(self) -> None:
         # A caller's dict must not be able to change a registered profile afterwards.

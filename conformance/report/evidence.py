@@ -236,6 +236,8 @@ def write_case_evidence(
         steps_meta.append(_step_meta(name, step))
     case.evidence_notes = notes
     meta = {**case_fields(case), "steps": steps_meta}
+    if case.controls:  # what the case's control steps ran (conformance/control.py)
+        meta["controls"] = case.controls
     if notes:
         meta["evidence_notes"] = notes
     case_json = to_bytes(redact_tree(meta, redactor))

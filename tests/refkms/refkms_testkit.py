@@ -88,8 +88,9 @@ def make_domain(
     profile: str = "ts33180-r17",
     faults: tuple[str, ...] = (),
     protection: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> Domain:
-    raw = dict(KAT_CONFIG)
+    raw = dict(KAT_CONFIG) | (settings or {})
     if protection is not None:
         raw["protection"] = protection
     return Domain(config_from_mapping(raw), PROFILES[profile], ActiveFaults(faults), state)

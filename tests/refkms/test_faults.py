@@ -26,6 +26,7 @@ from test_errors import signed_request
 
 from conformance.crypto.errors import CryptoError
 from conformance.xmlsec import xmldsig, xmlenc
+from refkms import certchange
 from refkms.faults import EMBEDDED_CONFIG, FAULTS, fault_names
 from refkms.profiles import TOKEN_SCOPE
 from refkms.rotation import KeyChain
@@ -38,8 +39,14 @@ MESSAGE_PROTECTION = {"encryption": "message", "signing": True}
 PROTECTION_FOR = {
     "keys-wrapped-wrong-key": {"encryption": "keys", "signing": True},
     # The rotation faults act in the mode they need (refkms/faults.py EMBEDDED_CONFIG).
-    **{name: {"signing": True, **config["protection"]} for name, config in EMBEDDED_CONFIG.items()},
+    **{
+        name: {"signing": True, **config.get("protection", {})}
+        for name, config in EMBEDDED_CONFIG.items()
+    },
 }
+# Faults that act once the KMS's own certificate was replaced (refkms/certchange.py): their
+# transcripts (and baselines) are taken with the replacement in force.
+REPLACED = {name for name, config in EMBEDDED_CONFIG.items() if config.get("kms_cert_rotation")}
 Exchange = Callable[[RunningKms], httpx.Response]
 
 
@@ -76,10 +83,11 @@ def test_fault_changes_the_transcript(
     state: StateDir, fault: str, baselines: dict[str, Any]
 ) -> None:
     protection = PROTECTION_FOR.get(fault, MESSAGE_PROTECTION)
-    key = json.dumps(protection, sort_keys=True)
+    replaced = fault in REPLACED
+    key = json.dumps([protection, replaced], sort_keys=True)
     if key not in baselines:
-        baselines[key] = transcript(state, (), protection)
-    faulted = transcript(state, (fault,), protection)
+        baselines[key] = transcript(state, (), protection, replaced=replaced)
+    faulted = transcript(state, (fault,), protection, replaced=replaced)
     assert faulted != baselines[key]
 
 
@@ -89,11 +97,23 @@ def baselines() -> dict[str, Any]:
 
 
 def transcript(
-    state: StateDir, faults: tuple[str, ...], protection: dict[str, Any] | None = None
+    state: StateDir,
+    faults: tuple[str, ...],
+    protection: dict[str, Any] | None = None,
+    *,
+    replaced: bool = False,
 ) -> list[tuple[Any, ...]]:
-    domain = make_domain(state, faults=faults, protection=protection or MESSAGE_PROTECTION)
-    with serving(domain, state) as kms:
-        return [_normalized(kms, exchange(kms)) for exchange in EXCHANGES]
+    settings = {"kms_cert_rotation": True} if replaced else None
+    protection = protection or MESSAGE_PROTECTION
+    domain = make_domain(state, faults=faults, protection=protection, settings=settings)
+    switch = state.path / certchange.GENERATION_FILE
+    try:
+        if replaced:  # as `python -m refkms kms-cert --state DIR replace` leaves it
+            switch.write_text("1\n")
+        with serving(domain, state) as kms:
+            return [_normalized(kms, exchange(kms)) for exchange in EXCHANGES]
+    finally:
+        switch.unlink(missing_ok=True)
 
 
 def _negative(name: str) -> Exchange:
@@ -138,6 +158,7 @@ EXCHANGES: list[Exchange] = [
     lambda kms: kms.post("certcache"),
     lambda kms: kms.post("certcache/3"),
     lambda kms: kms.post("cert/kms.partner1.example.net"),
+    lambda kms: kms.post("cert/" + kms.domain.config.kms_uri),
     lambda kms: kms.post("cert/kms.unknown.example"),
     lambda kms: kms.post("lookup/sip%3Auser1%40partner1.example.net"),
     lambda kms: kms.post("redirect", request_body(kms, "redirect", krr=True)),
