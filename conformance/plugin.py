@@ -339,17 +339,13 @@ def _decorate(config: pytest.Config, result: CaseResult) -> None:
         return
     from conformance.report import Redactor
     from conformance.report.allure_support import decorate
+    from conformance.report.redact import redacted_at_capture
 
     base = getattr(config, "_kms_redactor", None)
     if base is None:  # built once: the forms of every secret of the run
         base = Redactor(collect_secrets(_target(config)))
         config._kms_redactor = base  # type: ignore[attr-defined]
-    clean = [
-        body
-        for step in result.steps
-        if step.redacted
-        for body in (step.exchange.body, step.exchange.request.body, step.plaintext or b"")
-    ]
+    clean = redacted_at_capture(result)
     redactor = base.extended(result.secrets) if result.secrets else base
     decorate(result, redactor.with_clean(clean) if clean else redactor)
 

@@ -60,6 +60,10 @@ class StepRecord:
     # reporters write the bodies as they are.
     redacted: bool = False
 
+    def all_bodies(self) -> tuple[bytes, bytes, bytes]:
+        """The response body, the request body and the decrypted plaintext (b"" if none)."""
+        return self.exchange.body, self.exchange.request.body, self.plaintext or b""
+
 
 @dataclass
 class CaseResult:

@@ -48,17 +48,7 @@ def parse_xml(
     try:
         # iterparse with the hardened parser's options: the same libxml2 parse, with one
         # event per node so that the counter can stop it at the first limit passed.
-        events = etree.iterparse(
-            io.BytesIO(data),
-            events=_EVENTS,
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            dtd_validation=False,
-            huge_tree=False,
-            remove_comments=False,
-            remove_pis=False,
-        )
+        events = etree.iterparse(io.BytesIO(data), events=_EVENTS, **_HARDENED)
         for kind, node in events:
             counter.event(kind, node)
         root: etree._Element | None = events.root
@@ -99,21 +89,26 @@ def _walk(element: etree._Element, counter: StructureCounter, scope: dict[Any, A
         counter.event("end", element)
 
 
+# No entities, no network, no DTD, libxml2's size limits kept; comments and processing
+# instructions kept so that the structural limits count them.
+_HARDENED: dict[str, Any] = {
+    "resolve_entities": False,
+    "no_network": True,
+    "load_dtd": False,
+    "dtd_validation": False,
+    "huge_tree": False,
+    "remove_comments": False,
+    "remove_pis": False,
+}
+
+
 def serialize(element: etree._Element) -> bytes:
     return etree.tostring(element, encoding="utf-8", xml_declaration=True)
 
 
 def hardened_parser() -> etree.XMLParser:
     # A fresh parser per call: lxml parsers are not thread-safe and carry error state.
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=False,
-        remove_pis=False,
-    )
+    return etree.XMLParser(**_HARDENED)
 
 
 def _one_line(text: str, limit: int = 200) -> str:

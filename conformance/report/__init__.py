@@ -64,11 +64,10 @@ def redactor_for_run(run: RunResult) -> Redactor:
         found.extend(case.found_secrets)  # what its whole bodies held (they are excerpts now)
         found.extend(case.secrets)  # keys the case learnt (delivered TrK/InK)
         for step in case.steps:
-            bodies = (step.exchange.body, step.exchange.request.body, step.plaintext or b"")
             if step.redacted:  # at capture (report.redact.Capture): written as they are
-                clean.extend(bodies)
+                clean.extend(step.all_bodies())
                 continue
-            for body in bodies:
+            for body in step.all_bodies():
                 found.extend(key_material(body))
     return Redactor([*run.secrets, *found], clean)
 

@@ -42,7 +42,7 @@ def decorate(case: CaseResult, redactor: Redactor) -> None:
         secret
         for step in case.steps
         if not step.redacted  # redacted at capture (report.redact.Capture)
-        for body in (step.exchange.body, step.exchange.request.body, step.plaintext or b"")
+        for body in step.all_bodies()
         for secret in key_material(body)
     ]
     red = redactor.extended(found) if found else redactor

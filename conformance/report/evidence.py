@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from conformance.exchange import Exchange, RecordedRequest
-from conformance.report.redact import Redactor, is_marker, key_material
+from conformance.report.redact import Redactor, is_marker, key_material, redacted_at_capture
 from conformance.report.results_json import case_fields, check_dict, redact_tree, to_bytes
 from conformance.results import BodyFacts, CaseResult, StepRecord
 
@@ -142,19 +142,14 @@ def spill_case(
     found = [
         secret
         for step in case.steps
-        for body in (step.exchange.body, step.exchange.request.body, step.plaintext or b"")
+        for body in step.all_bodies()
         for secret in key_material(body)
     ]
     # Keys the case learnt (a delivered TrK/InK, conformance/uestate.py) are secrets too.
     learnt = found + list(case.secrets)
     red = redactor.extended(learnt) if learnt else redactor
     # Bodies redacted at capture (report.redact.Capture) are written as they are.
-    clean = [
-        body
-        for step in case.steps
-        if step.redacted
-        for body in (step.exchange.body, step.exchange.request.body, step.plaintext or b"")
-    ]
+    clean = redacted_at_capture(case)
     red = red.with_clean(clean) if clean else red
     write_case_evidence(case, case_dir, red, budget)
     for step in case.steps:

@@ -30,14 +30,18 @@ FILTER_VERDICTS = ("pass", "fail", "waived", "unexpected", "inconc", "error", "n
 
 def render(run: RunResult, redactor: Redactor, document: Mapping[str, Any]) -> str:
     """The HTML report for ``run``; ``document`` is its (redacted) results.json document."""
-    env = jinja2.Environment(
+    return templates().get_template(TEMPLATE).render(**view(run, redactor, document))
+
+
+def templates() -> jinja2.Environment:
+    """The report templates beside this module (report.html.j2, pctr.html.j2), escaped."""
+    return jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    return env.get_template(TEMPLATE).render(**view(run, redactor, document))
 
 
 def verdict_banner(summary: Mapping[str, int]) -> tuple[str, str]:

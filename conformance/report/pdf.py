@@ -32,10 +32,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from conformance.report.evidence import atomic_write
-from conformance.report.html import _coverage, case_label, verdict_banner
+from conformance.report.html import _coverage, case_label, templates, verdict_banner
 from conformance.report.results_json import schema_problem
 
 TEMPLATE = "pctr.html.j2"
@@ -128,14 +126,7 @@ def pctr_html(
     target = dict(document.get("target", {}))
     pics = target.pop("pics", {}) or {}
     failing = [c for c in cases if c["verdict"] in ("fail", "error", "inconc") or c.get("waiver")]
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(Path(__file__).parent),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    return env.get_template(TEMPLATE).render(
+    return templates().get_template(TEMPLATE).render(
         doc=document,
         state=state,
         banner=banner,

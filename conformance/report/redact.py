@@ -222,6 +222,12 @@ class Redactor:
         return other
 
 
+def redacted_at_capture(case: CaseResult) -> list[bytes]:
+    """The bodies of ``case`` that ``Capture`` already redacted: reporters write them as
+    they are (``Redactor.with_clean``)."""
+    return [body for step in case.steps if step.redacted for body in step.all_bodies()]
+
+
 class Capture:
     """Redaction at capture: one per run (its secrets), applied to each finished case."""
 
