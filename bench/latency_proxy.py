@@ -30,6 +30,7 @@ class LatencyProxy:
         self.upstream = upstream
         self.delay_s = delay_s
         self.port = 0
+        self.connections = 0  # accepted so far (a TLS handshake each)
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="latency-proxy", daemon=True)
@@ -64,6 +65,7 @@ class LatencyProxy:
             self._loop.close()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         except OSError:

@@ -333,7 +333,10 @@ def _failure_text(result: CaseResult) -> str:
 
 
 def _decorate(config: pytest.Config, result: CaseResult) -> None:
-    if not config.pluginmanager.hasplugin("allure_pytest"):
+    # Registered by its entry point's name, or by its module's (``kms-conformance run``
+    # loads it with -p, plugin autoload off).
+    manager = config.pluginmanager
+    if not (manager.hasplugin("allure_pytest") or manager.hasplugin("allure_pytest.plugin")):
         return
     if not getattr(config.option, "allure_report_dir", None):
         return

@@ -25,7 +25,8 @@ import os
 import re
 import shlex
 import tempfile
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -103,23 +104,41 @@ class EvidenceBudget:
         self.limit = limit
         self._ledger = ledger if fcntl is not None else None
         self._used = 0
+        self._lock = threading.Lock()  # lanes of one process draw on one budget
 
     def take(self, wanted: int, *, always: bool = False) -> int:
         """Grant up to ``wanted`` octets (all of them when ``always``: metadata files are
         counted but never cut) and return how many."""
+        if always:
+            self.count(wanted)
+            return wanted
+        return self.take_many([wanted])[0]
+
+    def take_many(self, wanted: Sequence[int]) -> list[int]:
+        """Grant each of ``wanted`` in turn, up to what is left (one draw on the ledger)."""
+        return self._draw(wanted, always=False)
+
+    def count(self, octets: int) -> None:
+        """Count ``octets`` that are written whatever is left (metadata files)."""
+        self._draw([octets], always=True)
+
+    def _draw(self, wanted: Sequence[int], *, always: bool) -> list[int]:
         if self._ledger is None:
-            granted = wanted if always else max(0, min(wanted, self.limit - self._used))
-            self._used += granted
-            return granted
-        with open(self._ledger, "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            handle.seek(0)
-            used = int(handle.read().strip() or b"0")
-            granted = wanted if always else max(0, min(wanted, self.limit - used))
-            handle.seek(0)
-            handle.truncate()
-            handle.write(str(used + granted).encode("ascii"))
-            return granted
+            with self._lock:
+                grants, self._used = _grant(wanted, self._used, self.limit, always)
+            return grants
+        with self._lock:
+            fd = os.open(self._ledger, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                used = int(os.pread(fd, 64, 0).strip() or b"0")
+                grants, used = _grant(wanted, used, self.limit, always)
+                # Overwritten in place at a fixed width: truncating it to zero first would
+                # make ext4 flush it to disk on close (auto_da_alloc), at every draw.
+                os.pwrite(fd, b"%020d" % used, 0)
+            finally:
+                os.close(fd)
+            return grants
 
     @property
     def used(self) -> int:
@@ -129,6 +148,15 @@ class EvidenceBudget:
             return int(self._ledger.read_bytes().strip() or b"0")
         except (OSError, ValueError):
             return 0
+
+
+def _grant(wanted: Sequence[int], used: int, limit: int, always: bool) -> tuple[list[int], int]:
+    grants = []
+    for octets in wanted:
+        granted = octets if always else max(0, min(octets, limit - used))
+        used += granted
+        grants.append(granted)
+    return grants, used
 
 
 def spill_case(
@@ -185,49 +213,58 @@ def write_case_evidence(
     case: CaseResult, case_dir: Path, redactor: Redactor, budget: EvidenceBudget | None = None
 ) -> None:
     """Write the evidence files of one case into ``case_dir`` (created); bodies draw on
-    ``budget`` and each step's ``bodies`` records what was written."""
-    case_dir.mkdir(parents=True, exist_ok=True)
-    steps_meta = []
-    notes: list[str] = []
-    for index, step in enumerate(case.steps, start=1):
-        name = step_dir(index, step)
-        directory = case_dir / name
-        directory.mkdir(exist_ok=True)
-        exchange = step.exchange
-        bodies = {"request": exchange.request.body, "response": exchange.body}
+    ``budget`` and each step's ``bodies`` records what was written.
+
+    ``case_dir`` lies in the run's staging folder, which becomes evidence/ only when the
+    session ends, so a file needs no rename of its own to be seen whole: each is written
+    once, in place, and the budget is drawn on twice per case (bodies, then metadata)."""
+    steps = list(enumerate(case.steps, start=1))
+    files = {"request": "request.body", "response": "response.body"}
+    files["plaintext"] = "plaintext.xml"
+    pending: list[tuple[StepRecord, str, bytes]] = []
+    for _, step in steps:
+        bodies = {"request": step.exchange.request.body, "response": step.exchange.body}
         if step.plaintext is not None:
             bodies["plaintext"] = step.plaintext
-        files = {"request": "request.body", "response": "response.body"}
-        files["plaintext"] = "plaintext.xml"
-        written: dict[str, bytes] = {}
-        for kind, body in bodies.items():
-            if kind in step.bodies:  # written when the case ended: only the facts remain
-                continue
-            granted = budget.take(len(body)) if budget is not None else len(body)
-            written[kind] = redacted_prefix(redactor, body, granted)
-            atomic_write(directory / files[kind], written[kind])
-            step.bodies[kind] = BodyFacts(
-                size=len(body),
-                sha256=hashlib.sha256(body).hexdigest(),
-                written=granted,
-                kept=len(body),
-            )
+        # A body already written when the case ended keeps only its facts.
+        pending += [(step, kind, body) for kind, body in bodies.items() if kind not in step.bodies]
+    wanted = [len(body) for _, _, body in pending]
+    grants = budget.take_many(wanted) if budget is not None else wanted
+    written: dict[tuple[int, str], bytes] = {}
+    out: list[tuple[str, bytes]] = []
+    for (step, kind, body), granted in zip(pending, grants, strict=True):
+        written[(id(step), kind)] = redacted_prefix(redactor, body, granted)
+        step.bodies[kind] = BodyFacts(
+            size=len(body),
+            sha256=hashlib.sha256(body).hexdigest(),
+            written=granted,
+            kept=len(body),
+        )
+    steps_meta = []
+    notes: list[str] = []
+    body_paths: set[str] = set()
+    for index, step in steps:
+        name = step_dir(index, step)
+        exchange = step.exchange
+        for kind in ("request", "response", "plaintext"):
+            if (id(step), kind) in written:
+                body_paths.add(f"{name}/{files[kind]}")
+                out.append((f"{name}/{files[kind]}", written[(id(step), kind)]))
         for kind, facts in step.bodies.items():
             if facts.cut:
                 notes.append(
                     f"{name}/{files[kind]}: {facts.written} of {facts.size} octets written "
                     f"(limits.max_evidence_bytes reached)"
                 )
-        meta_files = {
-            "request.txt": request_text(
-                exchange.request, exchange, redactor, written.get("request"), step
-            ),
-            "response.txt": response_text(exchange, redactor, written.get("response"), step),
-        }
-        for file_name, data in meta_files.items():
-            if budget is not None:
-                budget.take(len(data), always=True)
-            atomic_write(directory / file_name, data)
+        request = written.get((id(step), "request"))
+        out.append(
+            (
+                f"{name}/request.txt",
+                request_text(exchange.request, exchange, redactor, request, step),
+            )
+        )
+        response = written.get((id(step), "response"))
+        out.append((f"{name}/response.txt", response_text(exchange, redactor, response, step)))
         steps_meta.append(_step_meta(name, step))
     case.evidence_notes = notes
     meta = {**case_fields(case), "steps": steps_meta}
@@ -235,12 +272,30 @@ def write_case_evidence(
         meta["controls"] = case.controls
     if notes:
         meta["evidence_notes"] = notes
-    case_json = to_bytes(redact_tree(meta, redactor))
-    script = repro_script(case, redactor).encode("utf-8")
-    if budget is not None:
-        budget.take(len(case_json) + len(script), always=True)
-    atomic_write(case_dir / "case.json", case_json)
-    atomic_write(case_dir / "repro.sh", script, mode=0o755)
+    out.append(("case.json", to_bytes(redact_tree(meta, redactor))))
+    out.append(("repro.sh", repro_script(case, redactor).encode("utf-8")))
+    if budget is not None:  # metadata is counted, never cut
+        budget.count(sum(len(data) for path, data in out if path not in body_paths))
+    _write_files(case_dir, out)
+
+
+def _write_files(case_dir: Path, out: list[tuple[str, bytes]]) -> None:
+    """Create ``case_dir`` and the files ``out`` names (relative paths), each written once."""
+    case_dir.mkdir(parents=True, exist_ok=True)
+    made = {case_dir}
+    for relative, data in out:
+        path = case_dir / relative
+        if path.parent not in made:
+            path.parent.mkdir(exist_ok=True)
+            made.add(path.parent)
+        mode = 0o755 if relative == "repro.sh" else 0o644
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
 
 
 def request_text(
