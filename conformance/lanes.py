@@ -1,12 +1,19 @@
-"""Cases run concurrently inside one process: ``kms-conformance run -n N`` (issue 15).
+"""Cases run concurrently: ``kms-conformance run -n N`` (issue 15).
 
 Waiting for the KMS, not computing, is what a run mostly does against a remote KMS, and
-against the embedded one the harness and the KMS take turns on the CPU; so N worker
-threads, each with its own ``Runner`` (probe, HTTPS connections, first KMS Initialize)
-but sharing this process's imports, compiled schemas and crypto tables, send the cases
+against the embedded one the harness and the KMS take turns on the CPU; so N lanes, each
+with its own ``Runner`` (probe, HTTPS connections, first KMS Initialize), send the cases
 while the pytest items consume their results in catalogue order. Results, reports and
-Allure attachments are made in the main thread as in a serial run: only the order in
+Allure attachments are made in the main process as in a serial run: only the order in
 which exchanges reach the KMS changes.
+
+Where the system can fork (Linux), a lane is a process forked from the run once every
+import, the catalogue, the compiled schemas and the crypto tables are in memory
+(``ForkLanes``): the lanes share all of that copy-on-write, each has its own interpreter
+lock, and a case runs on its lane's main thread, where ``limits.case_cpu_s`` is enforced
+as in a serial run. A case's result (with only excerpts of its bodies: the lane wrote its
+evidence) comes back through a pipe. Elsewhere the lanes are threads of the run's process
+(``Lanes``).
 
 The lane rule (testcases/FORMAT.md, "Concurrency"): the cases of one ``serial_group`` run
 one after another in catalogue order in one lane; a case with ``changes_state: true``
@@ -16,14 +23,44 @@ case after it starts, so no other case sees a user's state change under it.
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
+import signal
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as wait_for_pipes
+from typing import Any, Protocol
 
 from conformance.cases import Case
 from conformance.results import CaseResult
 
 RunCase = Callable[[Case], CaseResult]
+# Set KMS_CONFORMANCE_LANES=threads to run the lanes as threads where forking works too.
+LANES_ENV = "KMS_CONFORMANCE_LANES"
+
+
+class CaseLanes(Protocol):
+    def result(self, case_id: str) -> CaseResult: ...
+
+    def close(self) -> None: ...
+
+
+def start_lanes(
+    cases: Sequence[Case], workers: int, new_runner: Callable[[], RunCase]
+) -> CaseLanes:
+    """Lanes of forked processes where the system forks (Linux), else of threads."""
+    if can_fork() and os.environ.get(LANES_ENV, "") != "threads":
+        return ForkLanes(cases, workers, new_runner)
+    return Lanes(cases, workers, new_runner)
+
+
+def can_fork() -> bool:
+    """Forking a process that holds threads and TLS state is sound on Linux only."""
+    return sys.platform.startswith("linux") and hasattr(os, "fork")
 
 
 def segments(cases: Sequence[Case]) -> list[list[list[Case]]]:
@@ -100,3 +137,139 @@ class Lanes:
                 future.set_result(run_case(case))
             except BaseException as exc:  # the item reports it as an error
                 future.set_exception(exc)
+
+
+class ForkLanes:
+    """Runs ``cases`` in ``workers`` forked processes; ``result(case_id)`` waits for one.
+
+    A lane process takes one unit at a time from the dispatcher (a thread of the run),
+    runs its cases in order and sends each result back as it ends, then says the unit is
+    done. A lane that dies fails the cases of its unit; the others go on.
+    """
+
+    def __init__(self, cases: Sequence[Case], workers: int, new_runner: Callable[[], RunCase]):
+        self._futures: dict[str, Future[CaseResult]] = {c.id: Future() for c in cases}
+        self._stopped = threading.Event()
+        by_id = {case.id: case for case in cases}
+        context = multiprocessing.get_context("fork")
+        self._lanes: list[tuple[Any, Connection]] = []
+        for number in range(max(1, min(workers, len(cases)))):
+            mine, theirs = context.Pipe(duplex=True)
+            process = context.Process(
+                target=_lane_main,
+                args=(theirs, mine, new_runner, by_id),
+                name=f"kms-lane-{number + 1}",
+                daemon=True,
+            )
+            process.start()
+            theirs.close()
+            self._lanes.append((process, mine))
+        self._dispatcher = threading.Thread(
+            target=self._dispatch, args=(segments(cases),), name="kms-lanes", daemon=True
+        )
+        self._dispatcher.start()
+
+    def result(self, case_id: str) -> CaseResult:
+        return self._futures[case_id].result()
+
+    def close(self) -> None:
+        """Stop starting cases (an interrupted session), let the lanes finish and end."""
+        self._stopped.set()
+        self._dispatcher.join()
+        for _, pipe in self._lanes:
+            with contextlib.suppress(OSError):
+                pipe.send(None)  # the lane closes its connections and ends
+        for process, pipe in self._lanes:
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+            pipe.close()
+
+    def _dispatch(self, plan: list[list[list[Case]]]) -> None:
+        idle = [pipe for _, pipe in self._lanes]
+        busy: dict[Connection, list[str]] = {}  # lane -> the cases of its unit not done
+        try:
+            for segment in plan:
+                units = [[case.id for case in unit] for unit in segment]
+                while (units or busy) and not self._stopped.is_set():
+                    while units and idle:
+                        pipe = idle.pop()
+                        busy[pipe] = units.pop(0)
+                        try:
+                            pipe.send(busy[pipe])
+                        except OSError:
+                            self._lane_lost(busy.pop(pipe))
+                    if not busy:
+                        if units:  # every lane is gone
+                            self._fail([i for unit in units for i in unit], "no lane is left")
+                            units = []
+                        continue
+                    for ready in wait_for_pipes(list(busy)):
+                        assert isinstance(ready, Connection)
+                        if self._receive(ready, busy):
+                            idle.append(ready)
+                if self._stopped.is_set():
+                    break
+        finally:
+            self._fail([i for i, f in self._futures.items() if not f.done()], "stopped")
+
+    def _receive(self, pipe: Connection, busy: dict[Connection, list[str]]) -> bool:
+        """Take one message of a lane; whether the lane is idle again."""
+        try:
+            message = pipe.recv()
+        except (EOFError, OSError):
+            self._lane_lost(busy.pop(pipe))
+            return False
+        if message == "unit-done":
+            busy.pop(pipe, None)
+            return True
+        case_id, result, error = message
+        if case_id in busy.get(pipe, []):
+            busy[pipe].remove(case_id)
+        future = self._futures[case_id]
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(RuntimeError(error))
+        return False
+
+    def _lane_lost(self, pending: list[str]) -> None:
+        self._fail(pending, "its lane's process ended before the case did")
+
+    def _fail(self, case_ids: list[str], why: str) -> None:
+        for case_id in case_ids:
+            future = self._futures[case_id]
+            if not future.done():
+                future.set_exception(RuntimeError(f"the run was stopped before this case: {why}"))
+
+
+def _lane_main(
+    pipe: Connection, parents_end: Connection, new_runner: Callable[[], RunCase], cases: Any
+) -> None:
+    """A lane process: run the units it is sent until it is sent None."""
+    parents_end.close()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run's process handles ^C
+    run_case: RunCase | None = None
+    closers: list[Callable[[], None]] = []
+    try:
+        while True:
+            try:
+                unit = pipe.recv()
+            except (EOFError, OSError):
+                break
+            if unit is None:
+                break
+            for case_id in unit:
+                try:
+                    if run_case is None:
+                        run_case = new_runner()
+                        closers.append(getattr(run_case, "close", lambda: None))
+                    pipe.send((case_id, run_case(cases[case_id]), None))
+                except BaseException as exc:  # the item reports it as an error
+                    pipe.send((case_id, None, f"{type(exc).__name__}: {exc}"))
+            pipe.send("unit-done")
+    finally:
+        for close in closers:
+            close()
+        pipe.close()

@@ -27,7 +27,7 @@ import pytest
 from conformance import __version__
 from conformance.cases import Case, CaseFileError, catalogue_dir, load_catalogue, load_file
 from conformance.engine import Runner, collect_secrets
-from conformance.lanes import Lanes
+from conformance.lanes import CaseLanes, start_lanes
 from conformance.profiles import get_profile
 from conformance.requirements import load_requirements
 from conformance.results import CaseResult, RunResult, case_from_wire, case_to_wire
@@ -35,7 +35,7 @@ from conformance.target import Target, load_target
 from conformance.verdicts import Outcome, Verdict
 
 _RUNNER_KEY = pytest.StashKey[Runner]()
-_LANES_KEY = pytest.StashKey[Lanes]()
+_LANES_KEY = pytest.StashKey[CaseLanes]()
 _LANE_RUNNERS_KEY = pytest.StashKey[list[Runner]]()
 _RESULTS_KEY = pytest.StashKey[dict[str, CaseResult]]()
 _STARTED_KEY = pytest.StashKey[tuple[datetime, float]]()
@@ -203,9 +203,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             _spill(config, result)
             return result
 
+        # A lane process closes its runner when it ends (ForkLanes).
+        run_and_spill.close = runner.close  # type: ignore[attr-defined]
         return run_and_spill
 
-    config.stash[_LANES_KEY] = Lanes(cases, threads, new_runner)
+    config.stash[_LANES_KEY] = start_lanes(cases, threads, new_runner)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

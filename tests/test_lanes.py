@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conformance.cases import Case, load_catalogue
-from conformance.lanes import Lanes, segments
+from conformance.lanes import LANES_ENV, ForkLanes, Lanes, can_fork, segments
 from conformance.results import CaseResult
 from conformance.runcmd import embedded_kms
 from conformance.verdicts import Verdict
@@ -54,30 +53,38 @@ def test_segments_keep_groups_in_one_unit_and_cut_at_state_changes() -> None:
     ]
 
 
-def test_lanes_run_concurrently_but_never_across_the_lane_rule() -> None:
+# Both kinds of lanes: threads everywhere, forked processes where the system forks.
+KINDS = [Lanes, pytest.param(ForkLanes, marks=pytest.mark.skipif(not can_fork(), reason="no fork"))]
+
+
+def _pass(case: Case, reason: str = "") -> CaseResult:
+    return CaseResult(case.id, case.title, case.area, Verdict.PASS, reason, (), (), ())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_lanes_run_concurrently_but_never_across_the_lane_rule(kind: type) -> None:
     specs = [(f"P-{n:03d}", "", False) for n in range(6)]
     specs += [("G-001", "g", False), ("G-002", "g", False), ("G-003", "g", False)]
     specs += [("ROT-001", "", True)] + [(f"Q-{n:03d}", "", False) for n in range(4)]
     cases = _cases(*specs)
-    spans: dict[str, tuple[float, float]] = {}
-    lock = threading.Lock()
 
     def new_runner():  # type: ignore[no-untyped-def]
         def run_case(case: Case) -> CaseResult:
+            # The span travels in the result: a forked lane's memory is its own
+            # (CLOCK_MONOTONIC is one clock for every process of the machine).
             start = time.monotonic()
             time.sleep(0.05)
-            with lock:
-                spans[case.id] = (start, time.monotonic())
-            return CaseResult(case.id, case.title, case.area, Verdict.PASS, "", (), (), ())
+            return _pass(case, f"{start} {time.monotonic()}")
 
         return run_case
 
-    lanes = Lanes(cases, 4, new_runner)
+    lanes = kind(cases, 4, new_runner)
     try:
-        got = [lanes.result(c.id).id for c in cases]
+        results = [lanes.result(c.id) for c in cases]
     finally:
         lanes.close()
-    assert got == [c.id for c in cases]
+    assert [r.id for r in results] == [c.id for c in cases]
+    spans = {r.id: tuple(float(t) for t in r.reason.split()) for r in results}
 
     def overlap(a: str, b: str) -> bool:
         return spans[a][0] < spans[b][1] and spans[b][0] < spans[a][1]
@@ -90,18 +97,19 @@ def test_lanes_run_concurrently_but_never_across_the_lane_rule() -> None:
     assert all(spans[p][1] <= spans["ROT-001"][0] for p in ids if p[0] in "PG")
 
 
-def test_a_lane_error_reaches_its_case_and_the_others_still_run() -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_lane_error_reaches_its_case_and_the_others_still_run(kind: type) -> None:
     cases = _cases(("A-001", "", False), ("B-001", "", False))
 
     def new_runner():  # type: ignore[no-untyped-def]
         def run_case(case: Case) -> CaseResult:
             if case.id == "A-001":
                 raise RuntimeError("boom")
-            return CaseResult(case.id, case.title, case.area, Verdict.PASS, "", (), (), ())
+            return _pass(case)
 
         return run_case
 
-    lanes = Lanes(cases, 2, new_runner)
+    lanes = kind(cases, 2, new_runner)
     try:
         with pytest.raises(RuntimeError, match="boom"):
             lanes.result("A-001")
@@ -110,9 +118,35 @@ def test_a_lane_error_reaches_its_case_and_the_others_still_run() -> None:
         lanes.close()
 
 
+@pytest.mark.skipif(not can_fork(), reason="no fork")
+def test_a_lane_process_that_dies_fails_its_unit_and_the_other_lanes_go_on() -> None:
+    cases = _cases(("A-001", "", False), ("B-001", "", False), ("C-001", "", False))
+
+    def new_runner():  # type: ignore[no-untyped-def]
+        def run_case(case: Case) -> CaseResult:
+            if case.id == "A-001":
+                time.sleep(0.2)  # the other lane takes B and C meanwhile
+                os._exit(3)  # a crash the lane cannot report
+            return _pass(case)
+
+        return run_case
+
+    lanes = ForkLanes(cases, 2, new_runner)
+    try:
+        with pytest.raises(RuntimeError, match="lane's process ended"):
+            lanes.result("A-001")
+        assert lanes.result("B-001").verdict is Verdict.PASS
+        assert lanes.result("C-001").verdict is Verdict.PASS
+    finally:
+        lanes.close()
+
+
 @pytest.mark.slow
-def test_run_with_lanes_gives_the_serial_verdicts_and_checks(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+@pytest.mark.parametrize("kind", ["processes", "threads"])
+def test_run_with_lanes_gives_the_serial_verdicts_and_checks(tmp_path: Path, kind: str) -> None:
+    if kind == "processes" and not can_fork():
+        pytest.skip("no fork")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), LANES_ENV: kind}
     outcomes = {}
     with embedded_kms([]) as (target, _label):
         for workers in ("0", "4"):
