@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 from cryptography import x509
 
+from conformance.embedded_config import toml_text
 from refkms.tls import (
     Issued,
     issue_ca,
@@ -638,39 +639,8 @@ def write_target(
     )
     if limits:
         document["limits"] = dict(limits)
-    path.write_text(dump_toml(document), encoding="utf-8")
+    path.write_text(toml_text(document), encoding="utf-8")
     return path
-
-
-def dump_toml(document: dict[str, Any]) -> str:
-    """TOML for tables of plain values and arrays of tables (all a target file needs)."""
-    lines: list[str] = []
-    for name, value in document.items():
-        if isinstance(value, dict):
-            lines.append(f"[{name}]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in value.items()]
-        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            for entry in value:
-                lines.append(f"[[{name}]]")
-                lines += [f"{k} = {_toml_value(v)}" for k, v in entry.items()]
-        else:
-            raise ValueError(f"top-level {name} is neither a table nor an array of tables")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
-    raise ValueError(f"no TOML form for {type(value).__name__}")
 
 
 @contextlib.contextmanager
