@@ -179,6 +179,7 @@ def case_to_wire(case: CaseResult) -> dict[str, Any]:
         "found_secrets": [[f.label, _b64(f.value)] for f in case.found_secrets],
         # Keys delivered during the case: the controller's redactor needs their values.
         "secrets": [{"label": x.label, "value": _b64(x.value)} for x in case.secrets],
+        "controls": case.controls,
     }
 
 
@@ -218,6 +219,7 @@ def case_from_wire(data: dict[str, Any]) -> CaseResult:
         secrets=[
             SecretValue(x["label"], _unb64(x["value"]) or b"") for x in data.get("secrets", ())
         ],
+        controls=list(data.get("controls", [])),
     )
 
 

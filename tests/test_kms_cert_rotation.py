@@ -26,6 +26,7 @@ from test_fault_matrix import run_cases, served
 from conformance.cases import CaseFileError, _schema, catalogue_dir, load_catalogue, load_file
 from conformance.engine import Runner
 from conformance.profiles import get_profile
+from conformance.results import case_from_wire, case_to_wire
 from conformance.target import Target, load_target
 from conformance.verdicts import Verdict
 
@@ -68,6 +69,9 @@ def test_cert_cases_pass_and_later_cases_meet_the_original_certificate(tmp_path:
     assert all(c["exit_status"] == 0 and not c["cleanup"] for c in controls)
     assert controls[0]["command"].endswith(" replace")
     assert "\n" not in controls[0]["output"] and controls[0]["output"]
+    # An xdist worker sends its results in the wire form: the control records go too.
+    wire = json.loads(json.dumps(case_to_wire(results["ROT-CERT-001"])))
+    assert case_from_wire(wire).controls == controls
     assert generation == "0"  # restored: the KMS serves the certificate the run began with
 
 
@@ -177,6 +181,16 @@ def test_a_run_shows_what_it_ran_and_leaks_no_secret(tmp_path: Path) -> None:
         "replace-kms-certificate",
         "restore-kms-certificate",
     ]
+    # The HTML report shows what each control step ran and how it ended.
+    html = (out / "report.html").read_text()
+    (case_html,) = [
+        part.split("</details>")[0]
+        for part in html.split('<details class="case"')[1:]
+        if 'data-case="ROT-CERT-001"' in part.split(">")[0]
+    ]
+    assert "control: " in case_html and "replace-kms-certificate" in case_html
+    assert "restore-kms-certificate" in case_html and "exit 0" in case_html
+    assert evidence["controls"][0]["command"] in case_html
     secrets = _secrets_of(target) + _master_secrets(state)
     assert len(secrets) >= 8  # tokens, TrK, InK, both certificates' master secrets
     written = [p for p in out.rglob("*") if p.is_file()]

@@ -88,6 +88,7 @@ def view(run: RunResult, redactor: Redactor, document: Mapping[str, Any]) -> dic
     }
     for doc_case, case in zip(cases, run.cases, strict=True):
         doc_case["steps"] = steps_by_case[case.id]
+        doc_case["controls"] = [_control_view(record, redactor) for record in case.controls]
         doc_case["anchor"] = "case-" + doc_case["evidence"].split("/")[1]
         doc_case["description"] = redactor.text(case.description)
         doc_case.setdefault("waiver", None)
@@ -150,6 +151,22 @@ def _evidence_cut(document: Mapping[str, Any]) -> str:
         f"Evidence truncated: limits.max_evidence_bytes ({limit} octets) was reached; "
         f"the bodies of {len(cases)} case(s) are cut in evidence/: {shown}"
     )
+
+
+def _control_view(record: Mapping[str, Any], redactor: Redactor) -> dict[str, Any]:
+    """A control step (conformance/control.py): the command the target file gave, how it
+    ended and its last line of output, redacted like everything else shown."""
+    status = record.get("exit_status")
+    return {
+        "label": redactor.text(str(record.get("label") or "")),
+        "action": redactor.text(str(record.get("action") or "")),
+        "command": redactor.text(str(record.get("command") or "")),
+        "ended": "not run" if status is None else f"exit {status}",
+        "duration_ms": round(1000 * float(record.get("duration_s") or 0.0)),
+        "output": redactor.text(str(record.get("output") or "")),
+        "problem": redactor.text(str(record.get("problem") or "")),
+        "cleanup": bool(record.get("cleanup")),
+    }
 
 
 def _step_view(index: int, step: StepRecord, redactor: Redactor) -> dict[str, Any]:
