@@ -79,6 +79,8 @@ class Runner:
     transport: httpx.BaseTransport | None = None
     _probe: Probe | None = None
     clock: Any = field(default=None)
+    # Set: a case with changes_state: true is an error with this reason and sends nothing.
+    refuse_state_changes: str = ""
     _doing: str = "the case"  # what the case was doing, for a CPU budget hit
     _capture: Capture | None = None
 
@@ -160,6 +162,9 @@ class Runner:
             if why:
                 result.verdict, result.reason = Verdict.NA, f"PIXIT: {why}"
                 return
+        if case.changes_state and self.refuse_state_changes:
+            result.verdict, result.reason = Verdict.ERROR, self.refuse_state_changes
+            return
         history: list[StepView] = []
         named_results: list[CheckResult] = []
         store = UeKeyStore(self.target)

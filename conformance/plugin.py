@@ -70,6 +70,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected what they do
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not _active(config):
         return
@@ -108,6 +109,9 @@ def pytest_configure(config: pytest.Config) -> None:
         except WaiverFileError as exc:
             raise pytest.UsageError(str(exc)) from None
     config.addinivalue_line("markers", "kms_area(name): the area of a KMS conformance case")
+    config.addinivalue_line(
+        "markers", "kms_changes_state: the case changes what the KMS holds (runs alone)"
+    )
     # Each case's evidence is written as it ends, into one folder every process shares
     # (renamed to evidence/ when the session ends), so its bodies need not stay in memory.
     workerinput = getattr(config, "workerinput", None)
@@ -160,6 +164,16 @@ def _target(config: pytest.Config) -> Target:
     return cached
 
 
+# pytest-xdist has no barrier: a case with ``changes_state: true`` would run while other
+# workers run other cases, which could then see a user's state change under them
+# (FORMAT.md, "Concurrency"). In a worker such a case sends nothing and is an error.
+_XDIST_STATE_CHANGES = (
+    "the case changes the KMS's state and must run alone, which pytest-xdist (-n) cannot "
+    "ensure: run it with kms-conformance run -n N or without -n (deselect such cases with "
+    "-m 'not kms_changes_state')"
+)
+
+
 def _runner(config: pytest.Config) -> Runner:
     if _RUNNER_KEY not in config.stash:
         target = _target(config)
@@ -167,6 +181,7 @@ def _runner(config: pytest.Config) -> Runner:
             target,
             get_profile(target.profile.release),
             strict=bool(config.getoption("--kms-strict")),
+            refuse_state_changes=_XDIST_STATE_CHANGES if hasattr(config, "workerinput") else "",
         )
     return config.stash[_RUNNER_KEY]
 
@@ -231,6 +246,8 @@ class CaseFile(pytest.File):
         for case in cases:
             item = CaseItem.from_parent(self, name=case.id, case=case)
             item.add_marker(pytest.mark.kms_area(case.area))
+            if case.changes_state:
+                item.add_marker(pytest.mark.kms_changes_state)
             group = case.serial_group or ("kms-changes-state" if case.changes_state else "")
             if group:
                 item.add_marker(pytest.mark.xdist_group(group))

@@ -280,3 +280,42 @@ def test_serve_cert_rotation_claims_the_pics_and_names_the_command(tmp_path: Pat
     )
     assert done.returncode == 0 and done.stdout.count("\n") == 1, done.stdout + done.stderr
     assert (state / "kms-cert-generation").read_text().strip() == "1"
+
+
+def test_pytest_xdist_refuses_state_changes_it_cannot_run_alone(tmp_path: Path) -> None:
+    state = tmp_path / "kms"
+    with served(state, "ts33180-r17", ROTATING):
+        argv = [sys.executable, "-m", "pytest", "-p", "conformance.plugin", "-p", "xdist"]
+        argv += ["--kms-target", str(state / "target.toml"), str(catalogue_dir())]
+        argv += ["-n", "2", "-q", "-p", "no:cacheprovider", "--rootdir", str(catalogue_dir())]
+        argv += ["-k", "ROT-CERT or KEYPROV-SAKKE-001"]
+        refused = subprocess.run(
+            [*argv, "--kms-output", str(tmp_path / "refused")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=ENV,
+            cwd=tmp_path,
+        )
+        kept = subprocess.run(
+            [*argv, "-m", "not kms_changes_state", "--kms-output", str(tmp_path / "kept")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=ENV,
+            cwd=tmp_path,
+        )
+    # Each state-changing case is an error that says why and what to do; it sent nothing,
+    # so the case that ran beside it met the KMS as it was.
+    assert refused.returncode == pytest.ExitCode.TESTS_FAILED, refused.stdout + refused.stderr
+    cases = json.loads((tmp_path / "refused" / "results.json").read_text())["cases"]
+    verdicts = {c["id"]: (c["verdict"], c["reason"]) for c in cases}
+    assert verdicts["KEYPROV-SAKKE-001"][0] == "pass"
+    for case_id in ("ROT-CERT-001", "ROT-CERT-002"):
+        verdict, reason = verdicts[case_id]
+        assert verdict == "error" and "must run alone" in reason, (case_id, reason)
+    assert not list((tmp_path / "refused" / "evidence" / "ROT-CERT-001").glob("*/request.txt"))
+    assert "Traceback" not in refused.stdout + refused.stderr
+    assert kept.returncode == 0, kept.stdout[-2000:] + kept.stderr[-2000:]
+    cases = json.loads((tmp_path / "kept" / "results.json").read_text())["cases"]
+    assert [(c["id"], c["verdict"]) for c in cases] == [("KEYPROV-SAKKE-001", "pass")]
