@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from conformance.report.results_json import SCHEMA_ID, schema_problem
+from conformance.report.results_json import ResultsFileError, read_results
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
 BAD = ("fail", "error")
@@ -79,17 +79,9 @@ def load_results(path: Path) -> dict[str, Any]:
     """A results.json document from a file or an output folder."""
     file = path / "results.json" if path.is_dir() else path
     try:
-        document = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DiffInputError(f"{file}: not found (give a results.json or its folder)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DiffInputError(f"{file}: not readable JSON: {exc}") from None
-    if not isinstance(document, dict) or document.get("schema") != SCHEMA_ID:
-        raise DiffInputError(f"{file}: not a {SCHEMA_ID} document")
-    problem = schema_problem(document)
-    if problem:
-        raise DiffInputError(f"{file}: not a valid results document: {problem}")
-    return document
+        return read_results(file, missing="give a results.json or its folder")
+    except ResultsFileError as exc:
+        raise DiffInputError(str(exc)) from None
 
 
 def verdict_label(case: dict[str, Any]) -> str:

@@ -34,7 +34,7 @@ from typing import Any
 
 from conformance.report.evidence import atomic_write
 from conformance.report.html import _coverage, case_label, templates, verdict_banner
-from conformance.report.results_json import schema_problem
+from conformance.report.results_json import ResultsFileError, read_results
 
 TEMPLATE = "pctr.html.j2"
 INSTALL_HINT = (
@@ -95,16 +95,12 @@ def load_lab(path: Path | None) -> dict[str, Any]:
 
 def read_run(out_dir: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """results.json and campaign.json (None when the run was not made by ``run``)."""
-    results = out_dir / "results.json"
     try:
-        document = json.loads(results.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PdfError(f"{results}: not found (is {out_dir} the output folder of a run?)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PdfError(f"{results}: not readable JSON: {exc}") from None
-    problem = schema_problem(document)
-    if problem:
-        raise PdfError(f"{results}: not a kms-conformance results document: {problem}")
+        document = read_results(
+            out_dir / "results.json", missing=f"is {out_dir} the output folder of a run?"
+        )
+    except ResultsFileError as exc:
+        raise PdfError(str(exc)) from None
     campaign = None
     try:
         campaign = json.loads((out_dir / "campaign.json").read_text(encoding="utf-8"))

@@ -62,6 +62,27 @@ def build_document(run: RunResult, redactor: Redactor, evidence_dirs: Mapping[st
     return redact_tree(document, redactor)
 
 
+class ResultsFileError(Exception):
+    """A results.json that cannot be read back; the message is one line."""
+
+
+def read_results(file: Path, *, missing: str) -> dict[str, Any]:
+    """The results document in ``file``, checked against results.schema.json;
+    ``missing`` says, when there is no such file, what the user should give instead."""
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsFileError(f"{file}: not found ({missing})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsFileError(f"{file}: not readable JSON: {exc}") from None
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA_ID:
+        raise ResultsFileError(f"{file}: not a {SCHEMA_ID} document")
+    problem = schema_problem(document)
+    if problem:
+        raise ResultsFileError(f"{file}: not a valid results document: {problem}")
+    return document
+
+
 def schema_problem(document: Any) -> str | None:
     """Why ``document`` is not a valid results document (results.schema.json), or None."""
     import jsonschema
