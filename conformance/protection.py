@@ -41,7 +41,7 @@ from conformance.model import (
 )
 from conformance.profiles import Profile
 from conformance.target import SymmetricKey, User
-from conformance.xmlsafe import hardened_parser
+from conformance.xmlsafe import hardened_parser, is_inside
 from conformance.xmlsec import xmldsig, xmlenc
 
 # Lengths of the unwrapped key material (D.3.3.2, RFC 6507/6508; kms-interface.md 7.2).
@@ -244,7 +244,7 @@ def _find_signatures(raw: KmsResponse) -> tuple[str, list[etree._Element]] | Non
     # Signatures of SignedKmsCertificate inside KmsMessage sign certificates, not responses.
     message = raw.kms_message.element if raw.kms_message else None
     elsewhere = [
-        s for s in document.iter(_ds("Signature")) if message is None or not _is_inside(s, message)
+        s for s in document.iter(_ds("Signature")) if message is None or not is_inside(s, message)
     ]
     return ("elsewhere", elsewhere) if elsewhere else None
 
@@ -277,7 +277,7 @@ def _reference_scope(
     else:
         return None, None
     message = raw.kms_message.element if raw.kms_message else None
-    covers = None if message is None else _is_inside(message, target)
+    covers = None if message is None else is_inside(message, target)
     return local_name(target), covers
 
 
@@ -556,15 +556,6 @@ def _algorithm(element: etree._Element | None) -> str | None:
 
 def _is_element(node: etree._Element) -> bool:
     return isinstance(node.tag, str)
-
-
-def _is_inside(node: etree._Element, ancestor: etree._Element) -> bool:
-    current: etree._Element | None = node
-    while current is not None:
-        if current is ancestor:
-            return True
-        current = current.getparent()
-    return False
 
 
 def _plain(value: Any) -> Any:

@@ -106,6 +106,16 @@ def serialize(element: etree._Element) -> bytes:
     return etree.tostring(element, encoding="utf-8", xml_declaration=True)
 
 
+def is_inside(node: etree._Element, ancestor: etree._Element) -> bool:
+    """Whether ``node`` is ``ancestor`` or lies below it."""
+    current: etree._Element | None = node
+    while current is not None:
+        if current is ancestor:
+            return True
+        current = current.getparent()
+    return False
+
+
 def hardened_parser() -> etree.XMLParser:
     # A fresh parser per call: lxml parsers are not thread-safe and carry error state.
     return etree.XMLParser(**_HARDENED)

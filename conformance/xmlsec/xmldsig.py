@@ -59,6 +59,7 @@ from typing import TypeVar, cast
 from lxml import etree
 
 from conformance.crypto.errors import CryptoError, InvalidEncoding, UnsupportedAlgorithm
+from conformance.xmlsafe import is_inside
 
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 XML_NS = "http://www.w3.org/XML/1998/namespace"
@@ -163,7 +164,7 @@ def sign(
 
     uri = "" if whole_document else "#" + _ensure_id(element, id_value)
     signature = etree.SubElement(target, _ds("Signature"), nsmap={"ds": DS_NS})
-    enveloped = whole_document or _is_inside(signature, element)
+    enveloped = whole_document or is_inside(signature, element)
     signed_info = etree.SubElement(signature, _ds("SignedInfo"))
     etree.SubElement(signed_info, _ds("CanonicalizationMethod"), Algorithm=c14n_method)
     method = etree.SubElement(signed_info, _ds("SignatureMethod"), Algorithm=signature_method)
@@ -204,9 +205,9 @@ def signature_covers(result: VerificationResult, element: etree._Element) -> boo
     """
     if not result.ok or result.signed_element is None:
         return False
-    if result.excluded is not None and _is_inside(element, result.excluded):
+    if result.excluded is not None and is_inside(element, result.excluded):
         return False
-    return _is_inside(element, result.signed_element)
+    return is_inside(element, result.signed_element)
 
 
 def canonical_subset(element: etree._Element, *, with_comments: bool) -> bytes:
@@ -301,7 +302,7 @@ def _verify(signature: etree._Element, key: bytes) -> VerificationResult:
 
     signed = _resolve(reference, signature, key_name)
     enveloped = ENVELOPED_SIGNATURE in transforms
-    excluded = signature if enveloped and _is_inside(signature, signed) else None
+    excluded = signature if enveloped and is_inside(signature, signed) else None
     uri = reference.get("URI")
     octets = _canonical_reference(signed, excluded, whole_document=uri == "")
     if not hmac.compare_digest(hashlib.sha256(octets).digest(), digest_value):
@@ -541,15 +542,6 @@ def _ensure_id(element: etree._Element, id_value: str | None) -> str:
     chosen = id_value if id_value is not None else "_" + secrets.token_hex(8)
     element.set("Id", chosen)
     return chosen
-
-
-def _is_inside(node: etree._Element, ancestor: etree._Element) -> bool:
-    current: etree._Element | None = node
-    while current is not None:
-        if current is ancestor:
-            return True
-        current = current.getparent()
-    return False
 
 
 def _lookup(table: dict[str, _T], uri: str, what: str) -> _T:
