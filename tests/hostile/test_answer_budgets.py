@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import hostile_server
 from cli_runs import Finished, report_measurement, run_cli, small_catalogue
 
+from conformance.lanes import can_fork
 from conformance.limits import DEFAULT_LIMITS, CpuBudgetExceeded, cpu_budget, paused
 from conformance.runcmd import embedded_kms
 
@@ -60,13 +61,15 @@ def _run(
     tmp_path: Path,
     cases: tuple[str, ...],
     limits: dict[str, object] | None = None,
+    *,
+    extra: tuple[str, ...] = (),
 ) -> tuple[Finished, list[dict]]:
     base_url, ca_file, target = upstream
     catalogue = small_catalogue(tmp_path / "catalogue", cases)
     relay = hostile_server.relay(base_url, ca_file)
     output = tmp_path / "out"
     with hostile_server.serving(mode, tmp_path / "server", relay, target, limits) as (_, file):
-        argv = ["run", "--target", str(file), "--output", str(output), "--cases", *cases]
+        argv = ["run", "--target", str(file), "--output", str(output), *extra, "--cases", *cases]
         done = run_cli(argv, tmp_path, COMMAND_LIMIT_S, {"KMS_CONFORMANCE_CASES": str(catalogue)})
     results = output / "results.json"
     found = json.loads(results.read_text(encoding="utf-8"))["cases"] if results.is_file() else []
@@ -103,19 +106,25 @@ def test_pathological_answer_fails_naming_the_limit(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("lanes", [(), ("-n", "2")], ids=["serial", "forked-lanes"])
 def test_cpu_budget_stops_the_validator_and_the_run_goes_on(
-    upstream: tuple[str, Path, dict], tmp_path: Path
+    upstream: tuple[str, Path, dict], tmp_path: Path, lanes: tuple[str, ...]
 ) -> None:
     """Namespace declarations allowed (so xmlschema gets the tree, and spends about 7 s of
     CPU in Python on it): the CPU budget ends that case, and the next case, answered
-    honestly, passes in the same process."""
+    honestly, passes in the same process (or, with -n 2 on Linux, in a lane process,
+    where a case runs on the lane's main thread and the budget holds as well)."""
+    if lanes and not can_fork():
+        pytest.skip("thread lanes check the budget only between checks")
     budget_s = 2.0
     limits = {"max_namespace_declarations": 10_000_000, "case_cpu_s": budget_s}
     cases = ("ENV-SCHEMA-002", "TRANSPORT-CTYPE-001")  # run in this order (catalogue order)
-    done, found = _run("namespace-flood-keyprov-only", upstream, tmp_path, cases, limits)
+    done, found = _run(
+        "namespace-flood-keyprov-only", upstream, tmp_path, cases, limits, extra=lanes
+    )
     by_id = {c["id"]: c for c in found}
     report_measurement(
-        "cpu-budget",
+        f"cpu-budget{'-lanes' if lanes else ''}",
         f"cpu budget {budget_s:g} s: exit {done.status} in {done.seconds:.1f} s; "
         + "; ".join(f"{c['id']}: {c['verdict']} {c['duration_s']:.2f} s" for c in found),
     )
