@@ -89,41 +89,65 @@ def segments(cases: Sequence[Case]) -> list[list[list[Case]]]:
     return out
 
 
-class Lanes:
-    """Runs ``cases`` in ``workers`` threads; ``result(case_id)`` waits for one."""
+class _Dispatched:
+    """What both kinds of lanes share: a future per case, which ``result`` waits for, and
+    a dispatcher thread that hands out the plan (``segments``) segment by segment."""
 
-    def __init__(self, cases: Sequence[Case], workers: int, new_runner: Callable[[], RunCase]):
+    def __init__(self, cases: Sequence[Case]) -> None:
         self._futures: dict[str, Future[CaseResult]] = {c.id: Future() for c in cases}
-        self._new_runner = new_runner
-        self._local = threading.local()
         self._stopped = threading.Event()
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kms-lane")
         self._dispatcher = threading.Thread(
-            target=self._dispatch, args=(segments(cases),), name="kms-lanes", daemon=True
+            target=self._dispatch_all, args=(segments(cases),), name="kms-lanes", daemon=True
         )
-        self._dispatcher.start()
 
     def result(self, case_id: str) -> CaseResult:
         return self._futures[case_id].result()
 
-    def close(self) -> None:
-        """Stop starting cases (an interrupted session), and wait for the running ones."""
+    def _stop(self) -> None:
         self._stopped.set()
         self._dispatcher.join()
+
+    def _dispatch_all(self, plan: list[list[list[Case]]]) -> None:
+        try:
+            for segment in plan:
+                if self._stopped.is_set() or not self._dispatch(segment):
+                    break
+        finally:
+            self._fail([i for i, f in self._futures.items() if not f.done()], "stopped")
+
+    def _dispatch(self, segment: list[list[Case]]) -> bool:
+        """Run one segment to its end; False when no more can run."""
+        raise NotImplementedError
+
+    def _fail(self, case_ids: list[str], why: str) -> None:
+        for case_id in case_ids:
+            future = self._futures[case_id]
+            if not future.done():
+                future.set_exception(RuntimeError(f"the run was stopped before this case: {why}"))
+
+
+class Lanes(_Dispatched):
+    """Runs ``cases`` in ``workers`` threads; ``result(case_id)`` waits for one."""
+
+    def __init__(self, cases: Sequence[Case], workers: int, new_runner: Callable[[], RunCase]):
+        super().__init__(cases)
+        self._new_runner = new_runner
+        self._local = threading.local()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kms-lane")
+        self._dispatcher.start()
+
+    def close(self) -> None:
+        """Stop starting cases (an interrupted session), and wait for the running ones."""
+        self._stop()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _dispatch(self, plan: list[list[list[Case]]]) -> None:
-        for segment in plan:
-            if self._stopped.is_set():
-                break
-            try:
-                running = [self._pool.submit(self._run_unit, unit) for unit in segment]
-            except RuntimeError:  # the pool was shut down
-                break
-            wait(running)  # the next segment starts once this one has finished
-        for future in self._futures.values():
-            if not future.done():
-                future.set_exception(RuntimeError("the run was stopped before this case"))
+    def _dispatch(self, segment: list[list[Case]]) -> bool:
+        try:
+            running = [self._pool.submit(self._run_unit, unit) for unit in segment]
+        except RuntimeError:  # the pool was shut down
+            return False
+        wait(running)  # the next segment starts once this one has finished
+        return True
 
     def _run_unit(self, unit: list[Case]) -> None:
         run_case = getattr(self._local, "run_case", None)
@@ -139,7 +163,7 @@ class Lanes:
                 future.set_exception(exc)
 
 
-class ForkLanes:
+class ForkLanes(_Dispatched):
     """Runs ``cases`` in ``workers`` forked processes; ``result(case_id)`` waits for one.
 
     A lane process takes one unit at a time from the dispatcher (a thread of the run),
@@ -148,8 +172,7 @@ class ForkLanes:
     """
 
     def __init__(self, cases: Sequence[Case], workers: int, new_runner: Callable[[], RunCase]):
-        self._futures: dict[str, Future[CaseResult]] = {c.id: Future() for c in cases}
-        self._stopped = threading.Event()
+        super().__init__(cases)
         by_id = {case.id: case for case in cases}
         context = multiprocessing.get_context("fork")
         self._lanes: list[tuple[Any, Connection]] = []
@@ -164,18 +187,12 @@ class ForkLanes:
             process.start()
             theirs.close()
             self._lanes.append((process, mine))
-        self._dispatcher = threading.Thread(
-            target=self._dispatch, args=(segments(cases),), name="kms-lanes", daemon=True
-        )
+        self._idle = [pipe for _, pipe in self._lanes]
         self._dispatcher.start()
-
-    def result(self, case_id: str) -> CaseResult:
-        return self._futures[case_id].result()
 
     def close(self) -> None:
         """Stop starting cases (an interrupted session), let the lanes finish and end."""
-        self._stopped.set()
-        self._dispatcher.join()
+        self._stop()
         for _, pipe in self._lanes:
             with contextlib.suppress(OSError):
                 pipe.send(None)  # the lane closes its connections and ends
@@ -186,33 +203,26 @@ class ForkLanes:
                 process.join(5)
             pipe.close()
 
-    def _dispatch(self, plan: list[list[list[Case]]]) -> None:
-        idle = [pipe for _, pipe in self._lanes]
+    def _dispatch(self, segment: list[list[Case]]) -> bool:
+        units = [[case.id for case in unit] for unit in segment]
         busy: dict[Connection, list[str]] = {}  # lane -> the cases of its unit not done
-        try:
-            for segment in plan:
-                units = [[case.id for case in unit] for unit in segment]
-                while (units or busy) and not self._stopped.is_set():
-                    while units and idle:
-                        pipe = idle.pop()
-                        busy[pipe] = units.pop(0)
-                        try:
-                            pipe.send(busy[pipe])
-                        except OSError:
-                            self._lane_lost(busy.pop(pipe))
-                    if not busy:
-                        if units:  # every lane is gone
-                            self._fail([i for unit in units for i in unit], "no lane is left")
-                            units = []
-                        continue
-                    for ready in wait_for_pipes(list(busy)):
-                        assert isinstance(ready, Connection)
-                        if self._receive(ready, busy):
-                            idle.append(ready)
-                if self._stopped.is_set():
-                    break
-        finally:
-            self._fail([i for i, f in self._futures.items() if not f.done()], "stopped")
+        while (units or busy) and not self._stopped.is_set():
+            while units and self._idle:
+                pipe = self._idle.pop()
+                busy[pipe] = units.pop(0)
+                try:
+                    pipe.send(busy[pipe])
+                except OSError:
+                    self._lane_lost(busy.pop(pipe))
+            if not busy:
+                if units:  # every lane is gone
+                    self._fail([i for unit in units for i in unit], "no lane is left")
+                return False
+            for ready in wait_for_pipes(list(busy)):
+                assert isinstance(ready, Connection)
+                if self._receive(ready, busy):
+                    self._idle.append(ready)
+        return not self._stopped.is_set()
 
     def _receive(self, pipe: Connection, busy: dict[Connection, list[str]]) -> bool:
         """Take one message of a lane; whether the lane is idle again."""
@@ -236,12 +246,6 @@ class ForkLanes:
 
     def _lane_lost(self, pending: list[str]) -> None:
         self._fail(pending, "its lane's process ended before the case did")
-
-    def _fail(self, case_ids: list[str], why: str) -> None:
-        for case_id in case_ids:
-            future = self._futures[case_id]
-            if not future.done():
-                future.set_exception(RuntimeError(f"the run was stopped before this case: {why}"))
 
 
 def _lane_main(
