@@ -96,8 +96,9 @@ def test_whole_catalogue_at_the_cap_stays_in_budget(
 def test_workers_share_one_evidence_budget(
     upstream: tuple[str, Path, dict], tmp_path: Path
 ) -> None:
-    """Two xdist workers write evidence as their cases end and draw on one budget; no body
-    travels back through the workers' output, and no staging folder is left behind."""
+    """Two lanes (processes forked by `run -n 2` on Linux, else threads) write evidence as
+    their cases end and draw on one budget; no body travels back with the results, and no
+    staging folder is left behind."""
     base_url, ca_file, target = upstream
     budget = 6 * MB
     relay = hostile_server.relay(base_url, ca_file)
