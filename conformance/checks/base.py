@@ -3,14 +3,19 @@
 A check is a function of a ``CheckContext`` returning a ``Finding`` (ok, violation or
 skipped with a reason). ``run_check`` turns that into a ``CheckResult`` carrying the
 check's REQ ids, clause and strength; a violated ``should`` or inferred rule becomes a
-warning there, so check functions never decide severity themselves.
+warning there, so check functions never decide severity themselves. Those REQ ids, clause
+and strength are data: one line a check in ``checks.toml`` beside this module, joined to
+the function ``@check("name")`` declares when the module is imported.
 """
 
 from __future__ import annotations
 
+import re
+import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from conformance.exchange import Exchange
@@ -114,26 +119,105 @@ class CheckSpec:
 
 
 REGISTRY: dict[str, CheckSpec] = {}
+CHECKS_TABLE = Path(__file__).with_name("checks.toml")
 
 
-def check(
-    name: str,
-    *,
-    reqs: tuple[str, ...],
-    clause: str,
-    strength: Strength = Strength.SHALL,
-    inferred: bool = False,
-) -> Callable[[CheckFunction], CheckFunction]:
-    """Register a check under a stable name (used by the case catalogue)."""
+@dataclass(frozen=True)
+class CheckMetadata:
+    """What checks.toml says of one check, and the module (of this package) defining it."""
+
+    module: str
+    reqs: tuple[str, ...]
+    clause: str
+    strength: Strength = Strength.SHALL
+    inferred: bool = False
+
+
+def load_metadata(text: str, source: str = CHECKS_TABLE.name) -> dict[str, CheckMetadata]:
+    """The checks table (checks.toml): ``[module]`` tables of ``"name" = { reqs, clause,
+    strength, inferred }``; anything malformed is a ``HarnessError`` naming the check."""
+    try:
+        tables = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise HarnessError(f"{source}: {exc}") from exc
+    metadata: dict[str, CheckMetadata] = {}
+    for module, entries in tables.items():
+        if not isinstance(entries, dict):
+            raise HarnessError(f"{source}: {module!r} is not a table of checks")
+        for name, entry in entries.items():
+            if name in metadata:
+                raise HarnessError(
+                    f"{source}: check {name!r} listed under [{metadata[name].module}] "
+                    f"and [{module}]"
+                )
+            metadata[name] = _metadata(module, entry, f"{source} [{module}] {name!r}")
+    return metadata
+
+
+_METADATA_KEYS = frozenset({"reqs", "clause", "strength", "inferred"})
+_REQ_ID = re.compile(r"REQ-[0-9]+")
+
+
+def _metadata(module: str, entry: object, where: str) -> CheckMetadata:
+    if not isinstance(entry, dict):
+        raise HarnessError(f"{where}: not a table {{ reqs = [...], clause = ... }}")
+    unknown = sorted(set(entry) - _METADATA_KEYS)
+    if unknown:
+        raise HarnessError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    reqs = entry.get("reqs")
+    if not isinstance(reqs, list) or not reqs:
+        raise HarnessError(f"{where}: reqs must list at least one REQ id")
+    for req in reqs:
+        if not isinstance(req, str) or not _REQ_ID.fullmatch(req):
+            raise HarnessError(f"{where}: {req!r} is not a REQ id (REQ-nnn)")
+    clause = entry.get("clause")
+    if not isinstance(clause, str) or not clause.strip():
+        raise HarnessError(f"{where}: clause must be a non-empty string")
+    strength = entry.get("strength", Strength.SHALL.value)
+    if strength not in {s.value for s in Strength}:
+        raise HarnessError(f"{where}: strength {strength!r} is not shall, should or may")
+    inferred = entry.get("inferred", False)
+    if not isinstance(inferred, bool):
+        raise HarnessError(f"{where}: inferred must be true or false")
+    return CheckMetadata(module, tuple(reqs), clause, Strength(strength), inferred)
+
+
+METADATA = load_metadata(CHECKS_TABLE.read_text(encoding="utf-8"))
+
+
+def check(name: str) -> Callable[[CheckFunction], CheckFunction]:
+    """Register a check under a stable name (used by the case catalogue), with the REQ ids,
+    clause and strength checks.toml gives that name under the table of its module."""
 
     def register(function: CheckFunction) -> CheckFunction:
         if name in REGISTRY:
             raise HarnessError(f"check {name!r} registered twice")
+        meta = METADATA.get(name)
+        if meta is None:
+            raise HarnessError(f"check {name!r} has no line in {CHECKS_TABLE.name}")
+        module = function.__module__.rpartition(".")[2]
+        if meta.module != module:
+            raise HarnessError(
+                f"check {name!r} is defined in {module}.py but listed under "
+                f"[{meta.module}] in {CHECKS_TABLE.name}"
+            )
         summary = (function.__doc__ or name).strip().splitlines()[0]
-        REGISTRY[name] = CheckSpec(name, reqs, clause, strength, inferred, summary, function)
+        REGISTRY[name] = CheckSpec(
+            name, meta.reqs, meta.clause, meta.strength, meta.inferred, summary, function
+        )
         return function
 
     return register
+
+
+def require_every_check_defined() -> None:
+    """Fail when checks.toml lists a check no module defined (called once every check
+    module of the package is imported)."""
+    undefined = sorted(set(METADATA) - set(REGISTRY))
+    if undefined:
+        raise HarnessError(
+            f"{CHECKS_TABLE.name} lists checks that no module defines: {', '.join(undefined)}"
+        )
 
 
 def run_check(name: str, context: CheckContext) -> CheckResult:

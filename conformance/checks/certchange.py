@@ -42,7 +42,7 @@ def _fingerprint(certificate: KmsCertificate) -> str:
     return f"PubAuthKey {auth.hex()[:16]}..." if auth else "no readable PubAuthKey"
 
 
-@check("state.kms-cert-replaced", reqs=("REQ-070",), clause="D.3.1: the KMS's own certificate")
+@check("state.kms-cert-replaced")
 def kms_cert_replaced(ctx: CheckContext) -> Finding:
     """After the KMS replaced its certificate, KMS Initialize answers with the new one."""
     before = ctx.params.get(BEFORE)
@@ -67,7 +67,7 @@ def kms_cert_replaced(ctx: CheckContext) -> Finding:
     return ok(f"a new certificate ({_fingerprint(now)}, was {_fingerprint(before)}{note})")
 
 
-@check("state.cert-current", reqs=("REQ-116", "REQ-070"), clause="D.3.1, seed CR: KMS Cert")
+@check("state.cert-current")
 def cert_current(ctx: CheckContext) -> Finding:
     """KMS Cert for the KMS's own KmsUri returns the certificate KMS Initialize gives now."""
     current = ctx.init_certificate
@@ -97,12 +97,7 @@ def cert_current(ctx: CheckContext) -> Finding:
     return ok(f"the certificate KMS Initialize gives ({_fingerprint(current)})")
 
 
-@check(
-    "state.certcache-own-current",
-    reqs=("REQ-110",),
-    clause="D.3.1 (inferred); profile own_certificate_in_certcache",
-    inferred=True,
-)
+@check("state.certcache-own-current")
 def certcache_own_current(ctx: CheckContext) -> Finding:
     """A KmsCertCache entry for the KMS's own KmsUri is the certificate it now has."""
     mode = ctx.profile.own_certificate_in_certcache

@@ -26,7 +26,6 @@ from conformance.checks.values import hex_octets, parse_boolean, parse_datetime,
 from conformance.checks.verify import content_of, verifies
 from conformance.crypto import eccsi, sakke
 from conformance.model import KmsCertCache, KmsCertificate, KmsInit
-from conformance.verdicts import Strength
 
 MANDATORY_FIELDS = (
     "KmsUri",
@@ -38,7 +37,7 @@ MANDATORY_FIELDS = (
 )
 
 
-@check("init.one-certificate", reqs=("REQ-070",), clause="D.3.1")
+@check("init.one-certificate")
 def init_has_one_certificate(ctx: CheckContext) -> Finding:
     """KmsInit carries exactly one (Signed)KmsCertificate: the KMS's own."""
     init = message_content(ctx, KmsInit)
@@ -50,7 +49,7 @@ def init_has_one_certificate(ctx: CheckContext) -> Finding:
     return ok("one certificate in KmsInit")
 
 
-@check("init.role-root", reqs=("REQ-071",), clause="D.3.1", inferred=True)
+@check("init.role-root")
 def init_role_root(ctx: CheckContext) -> Finding:
     """The certificate in KmsInit has Role="Root"."""
     cert = _root(ctx)
@@ -61,7 +60,7 @@ def init_role_root(ctx: CheckContext) -> Finding:
     return ok("Role is Root")
 
 
-@check("certificate.mandatory-fields", reqs=("REQ-072",), clause="D.3.2.2")
+@check("certificate.mandatory-fields")
 def mandatory_fields(ctx: CheckContext) -> Finding:
     """KmsUri, UserIdFormat, UserKeyPeriod, UserKeyOffset, PubEncKey, PubAuthKey present."""
 
@@ -72,7 +71,7 @@ def mandatory_fields(ctx: CheckContext) -> Finding:
     return _each(ctx, rule, "mandatory certificate fields present")
 
 
-@check("certificate.pub-enc-key", reqs=("REQ-073", "REQ-114"), clause="RFC 6508 2.1, 6.1")
+@check("certificate.pub-enc-key")
 def pub_enc_key(ctx: CheckContext) -> Finding:
     """PubEncKey is a SAKKE point 04||x||y on the curve, of order q, not infinity."""
 
@@ -80,7 +79,7 @@ def pub_enc_key(ctx: CheckContext) -> Finding:
     return _each(ctx, rule, "PubEncKey valid")
 
 
-@check("certificate.pub-auth-key", reqs=("REQ-074", "REQ-114"), clause="RFC 6507 4.2")
+@check("certificate.pub-auth-key")
 def pub_auth_key(ctx: CheckContext) -> Finding:
     """PubAuthKey is a P-256 point 04||x||y on the curve, not infinity."""
 
@@ -91,7 +90,7 @@ def pub_auth_key(ctx: CheckContext) -> Finding:
     )
 
 
-@check("certificate.parameter-set", reqs=("REQ-075",), clause="RFC 6509 App. A")
+@check("certificate.parameter-set")
 def parameter_set(ctx: CheckContext) -> Finding:
     """ParameterSet, when present, is 1 (the only defined SAKKE parameter set)."""
 
@@ -104,7 +103,7 @@ def parameter_set(ctx: CheckContext) -> Finding:
     return _each(ctx, rule, "ParameterSet 1 or absent")
 
 
-@check("certificate.user-id-format", reqs=("REQ-076",), clause="Annex F", inferred=True)
+@check("certificate.user-id-format")
 def user_id_format(ctx: CheckContext) -> Finding:
     """UserIdFormat names the Annex F MIKEY-SAKKE UID scheme (2)."""
 
@@ -117,7 +116,7 @@ def user_id_format(ctx: CheckContext) -> Finding:
     return _each(ctx, rule, "UserIdFormat 2")
 
 
-@check("certificate.key-period", reqs=("REQ-077",), clause="Annex F")
+@check("certificate.key-period")
 def key_period(ctx: CheckContext) -> Finding:
     """UserKeyPeriod > 0 and 0 <= UserKeyOffset < UserKeyPeriod."""
 
@@ -135,13 +134,7 @@ def key_period(ctx: CheckContext) -> Finding:
     return _each(ctx, rule, "key period parameters consistent")
 
 
-@check(
-    "certificate.validity",
-    reqs=("REQ-078",),
-    clause="D.3.2.2",
-    strength=Strength.SHOULD,
-    inferred=True,
-)
+@check("certificate.validity")
 def validity(ctx: CheckContext) -> Finding:
     """Now lies within ValidFrom/ValidTo, and Revoked is not true."""
 
@@ -163,7 +156,7 @@ def validity(ctx: CheckContext) -> Finding:
     return _each(ctx, rule, "certificate current and not revoked")
 
 
-@check("certificate.version", reqs=("REQ-079",), clause="D.3.5.1 schema", strength=Strength.SHOULD)
+@check("certificate.version")
 def version(ctx: CheckContext) -> Finding:
     """KmsCertificate/@Version is the profile's version (examples 1.1.0)."""
     wanted = ctx.profile.expected_versions.get("KmsCertificate")
@@ -177,7 +170,7 @@ def version(ctx: CheckContext) -> Finding:
     return _each(ctx, rule, f"Version {wanted}")
 
 
-@check("certcache.present", reqs=("REQ-110",), clause="D.3.1")
+@check("certcache.present")
 def cert_cache_present(ctx: CheckContext) -> Finding:
     """The response carries a KmsCertCache."""
     cache = message_content(ctx, KmsCertCache)
@@ -186,7 +179,7 @@ def cert_cache_present(ctx: CheckContext) -> Finding:
     return ok(f"KmsCertCache with {len(cache.certificates)} certificate(s)")
 
 
-@check("certcache.attributes", reqs=("REQ-111",), clause="D.3.5.1 schema")
+@check("certcache.attributes")
 @verifies(content_of, KmsCertCache)
 def cert_cache_attributes(ctx: CheckContext, cache: KmsCertCache) -> Finding:
     """KmsCertCache/@Version is 1.0.0; @CacheNum, if present, is an integer."""
@@ -200,7 +193,7 @@ def cert_cache_attributes(ctx: CheckContext, cache: KmsCertCache) -> Finding:
     return ok("KmsCertCache attributes valid")
 
 
-@check("certcache.role-external", reqs=("REQ-113",), clause="D.3.2.2", strength=Strength.SHOULD)
+@check("certcache.role-external")
 def role_external(ctx: CheckContext) -> Finding:
     """Partner-domain certificates in the cache carry Role="External"."""
     cache = message_content(ctx, KmsCertCache)
@@ -219,7 +212,7 @@ def role_external(ctx: CheckContext) -> Finding:
     return ok("partner certificates are External")
 
 
-@check("cert.requested", reqs=("REQ-011", "REQ-116"), clause="D.3.1")
+@check("cert.requested")
 def cert_is_the_requested_one(ctx: CheckContext) -> Finding:
     """KMS Cert returns exactly one certificate, the one for the requested KMS URI."""
     cache = message_content(ctx, KmsCertCache)

@@ -32,28 +32,23 @@ from conformance.model import (
     KmsKeySet,
     KmsResponse,
 )
-from conformance.verdicts import Strength
 
 CERTIFICATE_IDENTITY = ("CertUri", "KmsUri", "PubEncKey", "PubAuthKey")
 
 
-@check("consistency.rsk-stable", reqs=("REQ-104",), clause="RFC 6508 6.1.1")
+@check("consistency.rsk-stable")
 def rsk_stable(ctx: CheckContext) -> Finding:
     """Two key sets for the same identity and key period carry the same RSK."""
     return _same_across_steps(ctx, "UserDecryptKey", _rsk_octets)
 
 
-@check("consistency.uid-stable", reqs=("REQ-104",), clause="RFC 6508 6.1.1, Annex F")
+@check("consistency.uid-stable")
 def uid_stable(ctx: CheckContext) -> Finding:
     """Two key sets for the same identity and key period carry the same UserID."""
     return _same_across_steps(ctx, "UserID", _user_id)
 
 
-@check(
-    "consistency.uids-differ",
-    reqs=("REQ-105",),
-    clause="Annex F",
-)
+@check("consistency.uids-differ")
 def uids_differ(ctx: CheckContext) -> Finding:
     """Key sets for different identities or key periods carry different UserIDs."""
     pairs = 0
@@ -75,13 +70,7 @@ def uids_differ(ctx: CheckContext) -> Finding:
     return ok(f"UserIDs differ ({pairs} pair(s) compared)")
 
 
-@check(
-    "consistency.cert-stable",
-    reqs=("REQ-080",),
-    clause="D.3.2",
-    strength=Strength.SHOULD,
-    inferred=True,
-)
+@check("consistency.cert-stable")
 def cert_stable(ctx: CheckContext) -> Finding:
     """Every KMS Initialize of the case returns the same Root certificate."""
     certificates = [c for r in _responses(ctx) if (c := _root_certificate(r)) is not None]
@@ -99,13 +88,7 @@ def cert_stable(ctx: CheckContext) -> Finding:
     return ok(f"the same Root certificate in {len(certificates)} responses")
 
 
-@check(
-    "consistency.cachenum",
-    reqs=("REQ-115", "REQ-010"),
-    clause="D.2",
-    strength=Strength.SHOULD,
-    inferred=True,
-)
+@check("consistency.cachenum")
 def cache_num(ctx: CheckContext) -> Finding:
     """certcache/<current CacheNum> answers a cache with the same or a newer CacheNum."""
     sent = _sent_cache_number(ctx)

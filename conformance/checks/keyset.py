@@ -38,7 +38,6 @@ from conformance.model import (
     KmsKeySet,
     QName,
 )
-from conformance.verdicts import Strength
 
 MANDATORY_FIELDS = ("KmsUri", "UserUri", "UserID", "KeyPeriodNo")
 KEY_CONTENT_TYPES = ("KeyContentType", "EncKeyContentType")
@@ -72,7 +71,7 @@ def _certificate_key(ctx: CheckContext, name: str) -> bytes | Finding:
     return value
 
 
-@check("keyprov.key-set-present", reqs=("REQ-090",), clause="D.3.1")
+@check("keyprov.key-set-present")
 def key_set_present(ctx: CheckContext) -> Finding:
     """KmsKeyProv carries at least one KmsKeySet."""
     prov = _key_prov(ctx)
@@ -83,7 +82,7 @@ def key_set_present(ctx: CheckContext) -> Finding:
     return ok(f"{len(prov.key_sets)} key set(s) provisioned")
 
 
-@check("keyset.mandatory-fields", reqs=("REQ-092",), clause="D.3.3.2")
+@check("keyset.mandatory-fields")
 def mandatory_fields(ctx: CheckContext) -> Finding:
     """Every key set has KmsUri, UserUri, UserID, KeyPeriodNo and the three keys."""
 
@@ -95,7 +94,7 @@ def mandatory_fields(ctx: CheckContext) -> Finding:
     return _each(ctx, rule, "all mandatory fields present")
 
 
-@check("keyset.versions", reqs=("REQ-091",), clause="D.3.5.1 schema")
+@check("keyset.versions")
 def versions(ctx: CheckContext) -> Finding:
     """KmsKeyProv/@Version is 1.0.0 and KmsKeySet/@Version 1.1.0 (absent means the fixed value)."""
     prov = _key_prov(ctx)
@@ -114,7 +113,7 @@ def versions(ctx: CheckContext) -> Finding:
     return _each(ctx, rule, "versions as fixed by the schema")
 
 
-@check("keyset.kms-uri", reqs=("REQ-093",), clause="D.3.3.2")
+@check("keyset.kms-uri")
 def kms_uri_matches_certificate(ctx: CheckContext) -> Finding:
     """Key-set KmsUri equals the KmsUri of the Root certificate."""
     cert_uri = own_kms_uri(ctx)
@@ -123,7 +122,7 @@ def kms_uri_matches_certificate(ctx: CheckContext) -> Finding:
     return _each_field_equals(ctx, "KmsUri", cert_uri)
 
 
-@check("keyset.cert-uri", reqs=("REQ-093",), clause="D.3.3.2")
+@check("keyset.cert-uri")
 def cert_uri_matches_certificate(ctx: CheckContext) -> Finding:
     """Key-set CertUri, when present, equals the Root certificate's CertUri."""
     if ctx.init_certificate is None:
@@ -139,7 +138,7 @@ def cert_uri_matches_certificate(ctx: CheckContext) -> Finding:
     return _each(ctx, rule, "CertUri consistent with the Root certificate")
 
 
-@check("keyset.user-uri", reqs=("REQ-094",), clause="D.3.3.2")
+@check("keyset.user-uri")
 def user_uri(ctx: CheckContext) -> Finding:
     """Key-set UserUri is the identity that was provisioned."""
     if ctx.expected_user_uri is None:
@@ -147,7 +146,7 @@ def user_uri(ctx: CheckContext) -> Finding:
     return _each_field_equals(ctx, "UserUri", ctx.expected_user_uri)
 
 
-@check("keyset.key-period-current", reqs=("REQ-095",), clause="Annex F, D.3.1", inferred=True)
+@check("keyset.key-period-current")
 def key_period_current(ctx: CheckContext) -> Finding:
     """A plain keyprov provisions the key period of the request time (+-1 near a boundary)."""
     if ctx.request_instant is None:
@@ -177,7 +176,7 @@ def key_period_current(ctx: CheckContext) -> Finding:
     )
 
 
-@check("keyset.key-period-requested", reqs=("REQ-096", "REQ-007", "REQ-008"), clause="D.2")
+@check("keyset.key-period-requested")
 def key_period_requested(ctx: CheckContext) -> Finding:
     """A time-specific keyprov provisions the period containing that NTP time."""
     if ctx.requested_ntp is None:
@@ -195,7 +194,7 @@ def key_period_requested(ctx: CheckContext) -> Finding:
     return violation("no key set for the requested time's period", str(wanted), str(numbers))
 
 
-@check("keyset.user-id-encoding", reqs=("REQ-097",), clause="D.3.3.2", strength=Strength.SHOULD)
+@check("keyset.user-id-encoding")
 def user_id_encoding(ctx: CheckContext) -> Finding:
     """UserID uses the profile's encoding (base64 by default; hex accepted per profile)."""
     accepted = ctx.profile.user_id_encodings
@@ -217,7 +216,7 @@ def user_id_encoding(ctx: CheckContext) -> Finding:
     return _each(ctx, rule, f"UserID encoded as {preferred}")
 
 
-@check("keyset.uid", reqs=("REQ-097", "REQ-098"), clause="Annex F.2.1")
+@check("keyset.uid")
 @verifies(_period_parameters)
 def uid_matches_annex_f(ctx: CheckContext, parameters: tuple[int, int]) -> Finding:
     """UserID is the Annex F UID of (UserUri, KmsUri, UserKeyPeriod, UserKeyOffset, KeyPeriodNo)."""
@@ -238,7 +237,7 @@ def uid_matches_annex_f(ctx: CheckContext, parameters: tuple[int, int]) -> Findi
     return _each(ctx, rule, "UserID equals the Annex F UID")
 
 
-@check("keyset.xsi-type", reqs=("REQ-103",), clause="D.3.5.1 schema")
+@check("keyset.xsi-type")
 def key_xsi_type(ctx: CheckContext) -> Finding:
     """Key elements say their concrete type with xsi:type (KeyContentType or EncKeyContentType)."""
     strict = ctx.profile.require_xsi_type
@@ -283,7 +282,7 @@ def _qname_text(qname: QName) -> str:
     return f"{{{qname.namespace}}}{qname.local}" if qname.namespace else f"{{}}{qname.local}"
 
 
-@check("keyset.ssk-pvt-format", reqs=("REQ-099",), clause="RFC 6507 4.2, 5.1.1")
+@check("keyset.ssk-pvt-format")
 def ssk_pvt_format(ctx: CheckContext) -> Finding:
     """SSK is 32 octets with 0 < SSK < q; PVT is a 65-octet point on P-256."""
 
@@ -303,7 +302,7 @@ def ssk_pvt_format(ctx: CheckContext) -> Finding:
     return _each(ctx, rule, "SSK and PVT well formed")
 
 
-@check("keyset.eccsi", reqs=("REQ-100",), clause="RFC 6507 5.1.2")
+@check("keyset.eccsi")
 @verifies(_certificate_key, "PubAuthKey")
 def eccsi_keys_validate(ctx: CheckContext, kpak: bytes) -> Finding:
     """[SSK]G = KPAK + [HS]PVT with HS = SHA-256(G || KPAK || UID || PVT) and the raw UID."""
@@ -316,7 +315,7 @@ def eccsi_keys_validate(ctx: CheckContext, kpak: bytes) -> Finding:
     return _each(ctx, rule, "SSK/PVT validate against PubAuthKey")
 
 
-@check("keyset.rsk-format", reqs=("REQ-101",), clause="RFC 6508 6.1.1")
+@check("keyset.rsk-format")
 def rsk_format(ctx: CheckContext) -> Finding:
     """UserDecryptKey is a 257-octet point on the SAKKE curve."""
 
@@ -333,7 +332,7 @@ def rsk_format(ctx: CheckContext) -> Finding:
     return _each(ctx, rule, "RSK is a point on the SAKKE curve")
 
 
-@check("keyset.sakke", reqs=("REQ-102",), clause="RFC 6508 6.1.2")
+@check("keyset.sakke")
 @verifies(_certificate_key, "PubEncKey")
 def sakke_rsk_validates(ctx: CheckContext, z: bytes) -> Finding:
     """<RSK, [UID]P + Z_T> = g for the certificate's PubEncKey and the raw UID."""
@@ -349,9 +348,7 @@ def sakke_rsk_validates(ctx: CheckContext, z: bytes) -> Finding:
     )
 
 
-@check(
-    "keyset.validity", reqs=("REQ-106",), clause="D.3.3.2", strength=Strength.SHOULD, inferred=True
-)
+@check("keyset.validity")
 @verifies(_period_parameters)
 def validity_brackets_period(ctx: CheckContext, parameters: tuple[int, int]) -> Finding:
     """ValidFrom/ValidTo, when present, bracket the key period of KeyPeriodNo."""
@@ -382,7 +379,7 @@ def validity_brackets_period(ctx: CheckContext, parameters: tuple[int, int]) -> 
     return _each(ctx, rule, "validity brackets the key period")
 
 
-@check("keyset.not-revoked", reqs=("REQ-107",), clause="D.3.3.2", strength=Strength.SHOULD)
+@check("keyset.not-revoked")
 def not_revoked(ctx: CheckContext) -> Finding:
     """Revoked, when present, is false for a freshly provisioned key set."""
 

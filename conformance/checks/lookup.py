@@ -21,7 +21,7 @@ from conformance.checks.verify import content_of, verifies
 from conformance.model import KmsLookup
 
 
-@check("lookup.present", reqs=("REQ-012",), clause="D.3.1 (Rel-17)")
+@check("lookup.present")
 def lookup_present(ctx: CheckContext) -> Finding:
     """KMS Lookup answers a KmsLookup in KmsMessage."""
     if message_content(ctx, KmsLookup) is None:
@@ -29,7 +29,7 @@ def lookup_present(ctx: CheckContext) -> Finding:
     return ok("KmsLookup present")
 
 
-@check("lookup.user-uri", reqs=("REQ-012",), clause="D.3.1 (Rel-17)", inferred=True)
+@check("lookup.user-uri")
 @verifies(content_of, KmsLookup)
 def lookup_user_uri(ctx: CheckContext, found: KmsLookup) -> Finding:
     """KmsLookup/UserUri is the SIP URI that was looked up."""
@@ -41,7 +41,7 @@ def lookup_user_uri(ctx: CheckContext, found: KmsLookup) -> Finding:
     return ok(f"KmsLookup is for {wanted}")
 
 
-@check("lookup.kms-uri", reqs=("REQ-012",), clause="D.3.1 (Rel-17)", inferred=True)
+@check("lookup.kms-uri")
 @verifies(content_of, KmsLookup)
 def lookup_kms_uri(ctx: CheckContext, found: KmsLookup) -> Finding:
     """KmsLookup gives the KMS URI the PIXIT associates with the SIP URI."""
@@ -56,12 +56,7 @@ def lookup_kms_uri(ctx: CheckContext, found: KmsLookup) -> Finding:
     return ok(f"{sip_uri} belongs to {wanted}")
 
 
-@check(
-    "redirect.no-content",
-    reqs=("REQ-014", "REQ-013", "REQ-152"),
-    clause="seed CR (D.3.1)",
-    inferred=True,
-)
+@check("redirect.no-content")
 def redirect_no_content(ctx: CheckContext) -> Finding:
     """A successful redirect upload answers 2xx with no KmsMessage (no content)."""
     exchange = ctx.exchange

@@ -22,10 +22,9 @@ from conformance.protection import NEW_KEY_ELEMENTS, ProtectionFacts, unprotect
 from conformance.target import User
 
 PREVIOUS = "ue_previous"
-CURRENT_TRK_CLAUSE = "D.3.1 (seed CR): the TrK currently residing in the MC UE"
 
 
-@check("state.trk-current", reqs=("REQ-061", "REQ-125"), clause=CURRENT_TRK_CLAUSE)
+@check("state.trk-current")
 def trk_current(ctx: CheckContext) -> Finding:
     """After a TrK rotation the response is protected with, and names, the new TrK."""
     facts, previous = _facts(ctx), _previous(ctx)
@@ -56,11 +55,7 @@ def trk_current(ctx: CheckContext) -> Finding:
     return ok(f"protected with and naming the new TrK ({held.key_id_b64})")
 
 
-@check(
-    "state.delivery-protection",
-    reqs=("REQ-081", "REQ-108"),
-    clause="D.3.1; profile delivering_response_keys",
-)
+@check("state.delivery-protection")
 def delivery_protection(ctx: CheckContext) -> Finding:
     """The response delivering a new key is protected with the keys the UE could use then."""
     facts = _facts(ctx)
@@ -96,12 +91,7 @@ def delivery_protection(ctx: CheckContext) -> Finding:
     return ok(f"the delivering response is protected as the UE can read it ({mode} keys)")
 
 
-@check(
-    "state.old-trk-id",
-    reqs=("REQ-129",),
-    clause="D.2.2 (inferred); profile old_trk_id_after_rotation",
-    inferred=True,
-)
+@check("state.old-trk-id")
 def old_trk_id(ctx: CheckContext) -> Finding:
     """A request naming the TrK held before a rotation is served under it, or refused."""
     previous = _previous(ctx)
@@ -140,7 +130,7 @@ def old_trk_id(ctx: CheckContext) -> Finding:
     )
 
 
-@check("state.rsks-differ", reqs=("REQ-104", "REQ-105"), clause="RFC 6508 6.1.1, Annex F")
+@check("state.rsks-differ")
 def rsks_differ(ctx: CheckContext) -> Finding:
     """Key sets with different UIDs (other key periods) carry different RSKs."""
     sets: dict[bytes, tuple[str, bytes]] = {}
