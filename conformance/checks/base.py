@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from conformance.checks.values import hex_octets
 from conformance.exchange import Exchange
-from conformance.model import KmsCertificate, KmsResponse
+from conformance.model import KmsCertificate, KmsKeyProv, KmsKeySet, KmsResponse
 from conformance.profiles import Profile
 from conformance.target import Target, User
 from conformance.verdicts import CheckResult, Outcome, Strength
@@ -259,6 +260,36 @@ def content_name(ctx: CheckContext) -> str:
     if message is None:
         return "no KmsMessage"
     return ", ".join(c.local for c in message.children) or "empty KmsMessage"
+
+
+def case_responses(ctx: CheckContext) -> list[KmsResponse]:
+    """The plaintext KmsResponse of each step of the case so far, oldest first, this one last."""
+    earlier = [getattr(item, "response", None) for item in ctx.history]
+    return [r for r in [*earlier, ctx.response] if isinstance(r, KmsResponse)]
+
+
+def key_sets(response: KmsResponse) -> list[KmsKeySet]:
+    """The key sets of a response's KmsKeyProv (none for any other message)."""
+    message = response.kms_message
+    content = message.content if message is not None else None
+    return list(content.key_sets) if isinstance(content, KmsKeyProv) else []
+
+
+def key_octets(key_set: KmsKeySet, name: str) -> bytes | None:
+    """Key ``name`` of a key set as octets: unwrapped, else its hexBinary text; None when the
+    key set has no such key or its text is not hexBinary."""
+    content = key_set.keys.get(name)
+    if content is None:
+        return None
+    return content.plaintext if content.plaintext is not None else hex_octets(content.text)
+
+
+def judge(problem: str | None, expected: str, passed: str) -> Finding:
+    """The violation ``problem`` (which is also what was observed) of ``expected``, or ok
+    with the message ``passed`` when there is no problem."""
+    if problem is not None:
+        return violation(problem, expected, problem)
+    return ok(passed)
 
 
 def first_violation(

@@ -26,6 +26,7 @@ from conformance.checks.base import (
     violation,
 )
 from conformance.checks.values import hex_octets
+from conformance.checks.verify import content_of
 from conformance.model import KmsCertCache, KmsCertificate, KmsInit
 
 BEFORE = "kms_certificate_before"
@@ -77,10 +78,10 @@ def cert_current(ctx: CheckContext) -> Finding:
     requested = ctx.params.get("requested_kms_uri")
     if own is None or requested != own:
         return skipped("the request did not name the KMS's own KmsUri")
-    content = message_content(ctx, KmsCertCache)
-    if content is None:
-        return skipped("no KmsCertCache")
-    mine = [c for c in content.certificates if c.kms_uri == own]
+    entries = _own_entries(ctx, own)
+    if isinstance(entries, Finding):
+        return entries
+    mine = entries[1]
     if not mine:
         return skipped("no certificate for the KMS's own KmsUri (expect.* and cert.* judge that)")
     for certificate in mine:
@@ -106,10 +107,10 @@ def certcache_own_current(ctx: CheckContext) -> Finding:
     current, own = ctx.init_certificate, own_kms_uri(ctx)
     if current is None or own is None:
         return skipped("no certificate from KMS Initialize to compare with")
-    content = message_content(ctx, KmsCertCache)
-    if content is None:
-        return skipped("no KmsCertCache")
-    mine = [c for c in content.certificates if c.kms_uri == own]
+    entries = _own_entries(ctx, own)
+    if isinstance(entries, Finding):
+        return entries
+    content, mine = entries
     if not mine:
         if mode == "required":
             return violation(
@@ -127,3 +128,13 @@ def certcache_own_current(ctx: CheckContext) -> Finding:
             _fingerprint(stale[0]),
         )
     return ok(f"the cache lists the KMS's current certificate ({_fingerprint(current)})")
+
+
+def _own_entries(
+    ctx: CheckContext, own: str
+) -> tuple[KmsCertCache, list[KmsCertificate]] | Finding:
+    """The response's KmsCertCache and its certificates for the KMS URI ``own``."""
+    cache = content_of(ctx, KmsCertCache)
+    if isinstance(cache, Finding):
+        return cache
+    return cache, [c for c in cache.certificates if c.kms_uri == own]

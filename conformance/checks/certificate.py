@@ -13,7 +13,6 @@ from conformance.checks.base import (
     CheckContext,
     Finding,
     check,
-    content_name,
     first_violation,
     message_content,
     ok,
@@ -23,7 +22,7 @@ from conformance.checks.base import (
     violation,
 )
 from conformance.checks.values import hex_octets, parse_boolean, parse_datetime, parse_int
-from conformance.checks.verify import content_of, verifies
+from conformance.checks.verify import carries, content_of, verifies
 from conformance.crypto import eccsi, sakke
 from conformance.model import KmsCertCache, KmsCertificate, KmsInit
 
@@ -38,11 +37,9 @@ MANDATORY_FIELDS = (
 
 
 @check("init.one-certificate")
-def init_has_one_certificate(ctx: CheckContext) -> Finding:
+@verifies(carries, KmsInit)
+def init_has_one_certificate(ctx: CheckContext, init: KmsInit) -> Finding:
     """KmsInit carries exactly one (Signed)KmsCertificate: the KMS's own."""
-    init = message_content(ctx, KmsInit)
-    if init is None:
-        return violation("no KmsInit in the response", "KmsInit", content_name(ctx))
     count = len(init.certificates)
     if count != 1:
         return violation(f"KmsInit carries {count} certificates", "1", str(count))
@@ -93,27 +90,13 @@ def pub_auth_key(ctx: CheckContext) -> Finding:
 @check("certificate.parameter-set")
 def parameter_set(ctx: CheckContext) -> Finding:
     """ParameterSet, when present, is 1 (the only defined SAKKE parameter set)."""
-
-    def rule(cert: KmsCertificate) -> str | None:
-        value = cert.get("ParameterSet")
-        if value is None or parse_int(value) == 1:
-            return None
-        return f"ParameterSet is {shorten(value)}, expected 1"
-
-    return _each(ctx, rule, "ParameterSet 1 or absent")
+    return _each(ctx, _integer_if_present("ParameterSet", 1), "ParameterSet 1 or absent")
 
 
 @check("certificate.user-id-format")
 def user_id_format(ctx: CheckContext) -> Finding:
     """UserIdFormat names the Annex F MIKEY-SAKKE UID scheme (2)."""
-
-    def rule(cert: KmsCertificate) -> str | None:
-        value = cert.get("UserIdFormat")
-        if value is None or parse_int(value) == 2:
-            return None
-        return f"UserIdFormat is {shorten(value)}, expected 2"
-
-    return _each(ctx, rule, "UserIdFormat 2")
+    return _each(ctx, _integer_if_present("UserIdFormat", 2), "UserIdFormat 2")
 
 
 @check("certificate.key-period")
@@ -171,11 +154,9 @@ def version(ctx: CheckContext) -> Finding:
 
 
 @check("certcache.present")
-def cert_cache_present(ctx: CheckContext) -> Finding:
+@verifies(carries, KmsCertCache)
+def cert_cache_present(ctx: CheckContext, cache: KmsCertCache) -> Finding:
     """The response carries a KmsCertCache."""
-    cache = message_content(ctx, KmsCertCache)
-    if cache is None:
-        return violation("no KmsCertCache in the response", "KmsCertCache", content_name(ctx))
     return ok(f"KmsCertCache with {len(cache.certificates)} certificate(s)")
 
 
@@ -213,12 +194,10 @@ def role_external(ctx: CheckContext) -> Finding:
 
 
 @check("cert.requested")
-def cert_is_the_requested_one(ctx: CheckContext) -> Finding:
+@verifies(carries, KmsCertCache)
+def cert_is_the_requested_one(ctx: CheckContext, cache: KmsCertCache) -> Finding:
     """KMS Cert returns exactly one certificate, the one for the requested KMS URI."""
-    cache = message_content(ctx, KmsCertCache)
     wanted = ctx.params.get("requested_kms_uri")
-    if cache is None:
-        return violation("no KmsCertCache in the response", "KmsCertCache", content_name(ctx))
     if wanted is None:
         return skipped("the case names no requested KMS URI")
     got = [c.kms_uri for c in cache.certificates]
@@ -250,6 +229,18 @@ def _each(ctx: CheckContext, rule: Callable[[KmsCertificate], str | None], summa
         return f"certificate {shorten(cert.kms_uri, 40)}"
 
     return first_violation(_certificates(ctx), rule, label, "certificate", summary)
+
+
+def _integer_if_present(name: str, wanted: int) -> Callable[[KmsCertificate], str | None]:
+    """The rule of an optional field that, when present, is the integer ``wanted``."""
+
+    def rule(cert: KmsCertificate) -> str | None:
+        value = cert.get(name)
+        if value is None or parse_int(value) == wanted:
+            return None
+        return f"{name} is {shorten(value)}, expected {wanted}"
+
+    return rule
 
 
 def _public_key_rule(

@@ -14,26 +14,38 @@ from urllib.parse import unquote
 from conformance.checks.base import (
     CheckContext,
     Finding,
+    case_responses,
     check,
     content_name,
+    key_octets,
+    key_sets,
     message_content,
     ok,
     shorten,
     skipped,
     violation,
 )
-from conformance.checks.values import hex_octets, parse_int
+from conformance.checks.values import parse_int
+from conformance.checks.verify import present, verifies
 from conformance.crypto import CryptoError, uid
 from conformance.model import (
     KmsCertCache,
     KmsCertificate,
     KmsInit,
-    KmsKeyProv,
     KmsKeySet,
     KmsResponse,
 )
 
 CERTIFICATE_IDENTITY = ("CertUri", "KmsUri", "PubEncKey", "PubAuthKey")
+
+
+def _sent_cache_number(ctx: CheckContext) -> int | Finding:
+    """The CacheNum the step's certcache/<number> sent (a guard of consistency.cachenum)."""
+    # "number: current" is resolved by the probe inside the step, so the path tells.
+    path = str(ctx.params.get("request_path") or "")
+    head, _, number = path.rstrip("/").rpartition("/")
+    sent = parse_int(unquote(number)) if head.endswith("/certcache") else None
+    return present(sent, "the step sent no cache number")
 
 
 @check("consistency.rsk-stable")
@@ -73,7 +85,7 @@ def uids_differ(ctx: CheckContext) -> Finding:
 @check("consistency.cert-stable")
 def cert_stable(ctx: CheckContext) -> Finding:
     """Every KMS Initialize of the case returns the same Root certificate."""
-    certificates = [c for r in _responses(ctx) if (c := _root_certificate(r)) is not None]
+    certificates = [c for r in case_responses(ctx) if (c := _root_certificate(r)) is not None]
     if len(certificates) < 2:
         return skipped("fewer than two Root certificates to compare")
     first = certificates[0]
@@ -89,11 +101,9 @@ def cert_stable(ctx: CheckContext) -> Finding:
 
 
 @check("consistency.cachenum")
-def cache_num(ctx: CheckContext) -> Finding:
+@verifies(_sent_cache_number)
+def cache_num(ctx: CheckContext, sent: int) -> Finding:
     """certcache/<current CacheNum> answers a cache with the same or a newer CacheNum."""
-    sent = _sent_cache_number(ctx)
-    if sent is None:
-        return skipped("the step sent no cache number")
     cache = message_content(ctx, KmsCertCache)
     if cache is None:
         return violation(
@@ -141,26 +151,15 @@ def _same_across_steps(
     return ok(f"{what} identical across calls ({compared} comparison(s))")
 
 
-def _responses(ctx: CheckContext) -> list[KmsResponse]:
-    earlier = [getattr(item, "response", None) for item in ctx.history]
-    return [r for r in [*earlier, ctx.response] if isinstance(r, KmsResponse)]
-
-
 def _stepped_key_sets(ctx: CheckContext) -> Iterator[tuple[int, tuple[_Label, KmsKeySet]]]:
-    for step, response in enumerate(_responses(ctx)):
-        for key_set in _key_sets(response):
+    for step, response in enumerate(case_responses(ctx)):
+        for key_set in key_sets(response):
             label = (key_set.get("UserUri"), parse_int(key_set.get("KeyPeriodNo")))
             yield step, (label, key_set)
 
 
 def _labelled_key_sets(ctx: CheckContext) -> list[tuple[_Label, KmsKeySet]]:
     return [entry for _, entry in _stepped_key_sets(ctx)]
-
-
-def _key_sets(response: KmsResponse) -> list[KmsKeySet]:
-    message = response.kms_message
-    content = message.content if message is not None else None
-    return list(content.key_sets) if isinstance(content, KmsKeyProv) else []
 
 
 def _root_certificate(response: KmsResponse) -> KmsCertificate | None:
@@ -172,12 +171,7 @@ def _root_certificate(response: KmsResponse) -> KmsCertificate | None:
 
 
 def _rsk_octets(key_set: KmsKeySet) -> bytes | None:
-    content = key_set.keys.get("UserDecryptKey")
-    if content is None:
-        return None
-    if content.plaintext is not None:
-        return content.plaintext
-    return hex_octets(content.text) or None
+    return key_octets(key_set, "UserDecryptKey") or None
 
 
 def _user_id(key_set: KmsKeySet) -> bytes | None:
@@ -188,15 +182,6 @@ def _user_id(key_set: KmsKeySet) -> bytes | None:
         return uid.decode_user_id(text)
     except CryptoError:
         return text.strip().encode("utf-8")
-
-
-def _sent_cache_number(ctx: CheckContext) -> int | None:
-    # "number: current" is resolved by the probe inside the step, so the path tells.
-    path = str(ctx.params.get("request_path") or "")
-    head, _, number = path.rstrip("/").rpartition("/")
-    if head.endswith("/certcache"):
-        return parse_int(unquote(number))
-    return None
 
 
 def _normalized(value: str | None) -> str | None:

@@ -17,7 +17,6 @@ from conformance.checks.base import (
     CheckContext,
     Finding,
     check,
-    content_name,
     first_violation,
     message_content,
     ok,
@@ -27,7 +26,7 @@ from conformance.checks.base import (
     violation,
 )
 from conformance.checks.values import hex_octets, parse_datetime, parse_int
-from conformance.checks.verify import verifies
+from conformance.checks.verify import carries, content_of, verifies
 from conformance.crypto import CryptoError, eccsi, periods, sakke, uid
 from conformance.model import (
     KEY_ELEMENTS,
@@ -72,11 +71,9 @@ def _certificate_key(ctx: CheckContext, name: str) -> bytes | Finding:
 
 
 @check("keyprov.key-set-present")
-def key_set_present(ctx: CheckContext) -> Finding:
+@verifies(carries, KmsKeyProv)
+def key_set_present(ctx: CheckContext, prov: KmsKeyProv) -> Finding:
     """KmsKeyProv carries at least one KmsKeySet."""
-    prov = _key_prov(ctx)
-    if prov is None:
-        return violation("no KmsKeyProv in the response", "KmsKeyProv", content_name(ctx))
     if not prov.key_sets:
         return violation("KmsKeyProv carries no KmsKeySet", ">= 1 KmsKeySet", "0")
     return ok(f"{len(prov.key_sets)} key set(s) provisioned")
@@ -95,11 +92,9 @@ def mandatory_fields(ctx: CheckContext) -> Finding:
 
 
 @check("keyset.versions")
-def versions(ctx: CheckContext) -> Finding:
+@verifies(content_of, KmsKeyProv)
+def versions(ctx: CheckContext, prov: KmsKeyProv) -> Finding:
     """KmsKeyProv/@Version is 1.0.0 and KmsKeySet/@Version 1.1.0 (absent means the fixed value)."""
-    prov = _key_prov(ctx)
-    if prov is None:
-        return skipped("no KmsKeyProv")
     want_prov = ctx.profile.expected_versions.get("KmsKeyProv", "1.0.0")
     got = prov.attr("Version")
     if got is not None and got != want_prov:

@@ -11,21 +11,20 @@ from conformance.checks.base import (
     Finding,
     check,
     content_name,
-    message_content,
     ok,
     shorten,
     skipped,
     violation,
 )
-from conformance.checks.verify import content_of, verifies
+from conformance.checks.verify import answered, carries, content_of, verifies
+from conformance.exchange import Exchange
 from conformance.model import KmsLookup
 
 
 @check("lookup.present")
-def lookup_present(ctx: CheckContext) -> Finding:
+@verifies(carries, KmsLookup)
+def lookup_present(ctx: CheckContext, _: KmsLookup) -> Finding:
     """KMS Lookup answers a KmsLookup in KmsMessage."""
-    if message_content(ctx, KmsLookup) is None:
-        return violation("no KmsLookup in the response", "KmsLookup", content_name(ctx))
     return ok("KmsLookup present")
 
 
@@ -57,13 +56,10 @@ def lookup_kms_uri(ctx: CheckContext, found: KmsLookup) -> Finding:
 
 
 @check("redirect.no-content")
-def redirect_no_content(ctx: CheckContext) -> Finding:
+@verifies(answered)
+def redirect_no_content(ctx: CheckContext, exchange: Exchange) -> Finding:
     """A successful redirect upload answers 2xx with no KmsMessage (no content)."""
-    exchange = ctx.exchange
-    if exchange is None:
-        return skipped("no HTTP exchange recorded (offline)")
-    if not exchange.answered or exchange.status is None:
-        return skipped(f"no HTTP answer: {exchange.error}")
+    assert exchange.status is not None  # answered() says so
     if not 200 <= exchange.status < 300:
         return violation("the upload was not accepted", "2xx", f"HTTP {exchange.status}")
     if not exchange.body.strip():

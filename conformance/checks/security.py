@@ -13,6 +13,7 @@ from conformance.checks.base import (
     CheckContext,
     Finding,
     check,
+    judge,
     ok,
     shorten,
     skipped,
@@ -259,10 +260,11 @@ def sig_ink_over_trk(ctx: CheckContext, signature: SignatureFacts) -> Finding:
 @verifies(known_facts)
 def ids_absent_when_unprotected(ctx: CheckContext, facts: ProtectionFacts) -> Finding:
     """TrK-ID and Signature-ID appear only when encryption or a signature is applied."""
-    problem = unbacked_claim(ctx, facts)
-    if problem is not None:
-        return violation(problem, "no key ID element without its protection", problem)
-    return ok("no TrK-ID or Signature-ID without the protection it names")
+    return judge(
+        unbacked_claim(ctx, facts),
+        "no key ID element without its protection",
+        "no TrK-ID or Signature-ID without the protection it names",
+    )
 
 
 @check("security.claims-verify")
@@ -271,10 +273,11 @@ def claims_verify(ctx: CheckContext, facts: ProtectionFacts) -> Finding:
     """A TrK-ID or Signature-ID comes with protection that verifies or decrypts."""
     if facts.trk_id_text is None and facts.signature_id_text is None:
         return skipped("no TrK-ID or Signature-ID in the response")
-    problem = unbacked_claim(ctx, facts) or claim_failure(ctx, facts)
-    if problem is not None:
-        return violation(problem, "every key ID claim backed by protection that opens", problem)
-    return ok("every TrK-ID/Signature-ID claim is backed by protection that opens")
+    return judge(
+        unbacked_claim(ctx, facts) or claim_failure(ctx, facts),
+        "every key ID claim backed by protection that opens",
+        "every TrK-ID/Signature-ID claim is backed by protection that opens",
+    )
 
 
 @check("security.enc-structure")

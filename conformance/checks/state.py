@@ -14,10 +14,22 @@ from __future__ import annotations
 from itertools import combinations
 from typing import Any
 
-from conformance.checks.base import CheckContext, Finding, check, ok, shorten, skipped, violation
-from conformance.checks.values import hex_octets
+from conformance.checks.base import (
+    CheckContext,
+    Finding,
+    case_responses,
+    check,
+    key_octets,
+    key_sets,
+    ok,
+    shorten,
+    skipped,
+    violation,
+)
+from conformance.checks.security_support import known_facts, protection_facts
+from conformance.checks.verify import verifies
 from conformance.crypto import CryptoError, uid
-from conformance.model import KmsKeyProv, KmsKeySet, KmsResponse
+from conformance.model import KmsKeySet
 from conformance.protection import NEW_KEY_ELEMENTS, ProtectionFacts, unprotect
 from conformance.target import User
 
@@ -27,7 +39,7 @@ PREVIOUS = "ue_previous"
 @check("state.trk-current")
 def trk_current(ctx: CheckContext) -> Finding:
     """After a TrK rotation the response is protected with, and names, the new TrK."""
-    facts, previous = _facts(ctx), _previous(ctx)
+    facts, previous = protection_facts(ctx), _previous(ctx)
     held = ctx.user.trk if ctx.user is not None else None
     if previous is None or previous.trk == held or held is None:
         return skipped("the UE's TrK has not changed in this case")
@@ -56,11 +68,9 @@ def trk_current(ctx: CheckContext) -> Finding:
 
 
 @check("state.delivery-protection")
-def delivery_protection(ctx: CheckContext) -> Finding:
+@verifies(known_facts)
+def delivery_protection(ctx: CheckContext, facts: ProtectionFacts) -> Finding:
     """The response delivering a new key is protected with the keys the UE could use then."""
-    facts = _facts(ctx)
-    if facts is None:
-        return skipped("no KmsResponse")
     wanted = ctx.params.get("delivers") or ()
     visible = any(k.element in NEW_KEY_ELEMENTS for k in facts.wrapped_keys)
     if not wanted and not visible:
@@ -134,9 +144,9 @@ def old_trk_id(ctx: CheckContext) -> Finding:
 def rsks_differ(ctx: CheckContext) -> Finding:
     """Key sets with different UIDs (other key periods) carry different RSKs."""
     sets: dict[bytes, tuple[str, bytes]] = {}
-    for response in _responses(ctx):
-        for key_set in _key_sets(response):
-            user_id, rsk = _user_id(key_set), _rsk(key_set)
+    for response in case_responses(ctx):
+        for key_set in key_sets(response):
+            user_id, rsk = _user_id(key_set), key_octets(key_set, "UserDecryptKey")
             if user_id is not None and rsk is not None:
                 sets.setdefault(user_id, (key_set.get("KeyPeriodNo") or "?", rsk))
     if len(sets) < 2:
@@ -155,14 +165,6 @@ def rsks_differ(ctx: CheckContext) -> Finding:
 # -- helpers ----------------------------------------------------------------------------
 
 
-def _facts(ctx: CheckContext) -> ProtectionFacts | None:
-    if isinstance(ctx.protection, ProtectionFacts):
-        return ctx.protection
-    if ctx.raw is None:
-        return None
-    return unprotect(ctx.raw, ctx.user, ctx.profile)[1]
-
-
 def _previous(ctx: CheckContext) -> User | None:
     value: Any = ctx.params.get(PREVIOUS)
     return value if isinstance(value, User) else None
@@ -173,24 +175,6 @@ def _opens(facts: ProtectionFacts) -> bool:
     if facts.encryption is not None and not facts.encryption.decrypted:
         return False
     return all(k.unwrapped for k in facts.wrapped_keys if k.has_encrypted_key)
-
-
-def _responses(ctx: CheckContext) -> list[KmsResponse]:
-    earlier = [getattr(item, "response", None) for item in ctx.history]
-    return [r for r in [*earlier, ctx.response] if isinstance(r, KmsResponse)]
-
-
-def _key_sets(response: KmsResponse) -> list[KmsKeySet]:
-    message = response.kms_message
-    content = message.content if message is not None else None
-    return list(content.key_sets) if isinstance(content, KmsKeyProv) else []
-
-
-def _rsk(key_set: KmsKeySet) -> bytes | None:
-    content = key_set.keys.get("UserDecryptKey")
-    if content is None:
-        return None
-    return content.plaintext if content.plaintext is not None else hex_octets(content.text)
 
 
 def _user_id(key_set: KmsKeySet) -> bytes | None:

@@ -17,6 +17,7 @@ from conformance.checks.base import (
     CheckContext,
     CheckFunction,
     Finding,
+    content_name,
     message_content,
     skipped,
     violation,
@@ -75,6 +76,16 @@ def present(value: _T | None, absent: str) -> _T | Finding:
 def content_of(ctx: CheckContext, kind: type[_T]) -> _T | Finding:
     """The child of KmsMessage of model type ``kind``, or skipped "no <kind>"."""
     return present(message_content(ctx, kind), f"no {kind.__name__}")
+
+
+def carries(ctx: CheckContext, kind: type[_T]) -> _T | Finding:
+    """The child of KmsMessage of model type ``kind``; its absence is a violation (for the
+    checks whose rule is that the response carries it)."""
+    content = message_content(ctx, kind)
+    if content is None:
+        name = kind.__name__
+        return violation(f"no {name} in the response", name, content_name(ctx))
+    return content
 
 
 def response_field(ctx: CheckContext, name: str, expected: str) -> str | Finding:
