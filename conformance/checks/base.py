@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from conformance.checks.values import hex_octets
+from conformance.crypto import CryptoError, uid
 from conformance.exchange import Exchange
-from conformance.model import KmsCertificate, KmsKeyProv, KmsKeySet, KmsResponse
+from conformance.model import KmsCertificate, KmsInit, KmsKeyProv, KmsKeySet, KmsResponse, Node
 from conformance.profiles import Profile
 from conformance.target import Target, User
 from conformance.verdicts import CheckResult, Outcome, Strength
@@ -249,8 +250,7 @@ def run_check(name: str, context: CheckContext) -> CheckResult:
 
 def message_content(ctx: CheckContext, kind: type[_T]) -> _T | None:
     """The child of ``KmsMessage`` (after decryption) if it is of the given model type."""
-    message = ctx.response.kms_message if ctx.response else None
-    content = message.content if message else None
+    content = _content(ctx.response)
     return content if isinstance(content, kind) else None
 
 
@@ -268,11 +268,18 @@ def case_responses(ctx: CheckContext) -> list[KmsResponse]:
     return [r for r in [*earlier, ctx.response] if isinstance(r, KmsResponse)]
 
 
-def key_sets(response: KmsResponse) -> list[KmsKeySet]:
+def key_sets(response: KmsResponse | None) -> list[KmsKeySet]:
     """The key sets of a response's KmsKeyProv (none for any other message)."""
-    message = response.kms_message
-    content = message.content if message is not None else None
+    content = _content(response)
     return list(content.key_sets) if isinstance(content, KmsKeyProv) else []
+
+
+def root_certificate(response: KmsResponse | None) -> KmsCertificate | None:
+    """The certificate of a response's KmsInit: the KMS's own (Root) certificate."""
+    content = _content(response)
+    if isinstance(content, KmsInit) and content.certificates:
+        return content.certificates[0]
+    return None
 
 
 def key_octets(key_set: KmsKeySet, name: str) -> bytes | None:
@@ -282,6 +289,24 @@ def key_octets(key_set: KmsKeySet, name: str) -> bytes | None:
     if content is None:
         return None
     return content.plaintext if content.plaintext is not None else hex_octets(content.text)
+
+
+def user_id_octets(key_set: KmsKeySet) -> bytes | None:
+    """A key set's UserID decoded (64 hex digits or base64 of 32 octets); None when it is
+    missing or neither."""
+    text = key_set.get("UserID")
+    if text is None:
+        return None
+    try:
+        return uid.decode_user_id(text)
+    except CryptoError:
+        return None
+
+
+def version_problem(node: Node, wanted: str) -> str | None:
+    """Why an item's @Version is not ``wanted`` (absent means the schema's fixed value)."""
+    value = node.attr("Version")
+    return None if value in (None, wanted) else f"Version {value}, expected {wanted}"
 
 
 def judge(problem: str | None, expected: str, passed: str) -> Finding:
@@ -307,6 +332,11 @@ def first_violation(
         if problem is not None:
             return violation(f"{label(index, item)}: {problem}", observed=problem)
     return ok(f"{summary} ({len(items)} {noun}(s))")
+
+
+def _content(response: KmsResponse | None) -> object:
+    message = response.kms_message if response is not None else None
+    return message.content if message is not None else None
 
 
 def shorten(value: str | None, limit: int = 80) -> str:

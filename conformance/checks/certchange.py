@@ -19,15 +19,15 @@ from conformance.checks.base import (
     CheckContext,
     Finding,
     check,
-    message_content,
     ok,
     own_kms_uri,
+    root_certificate,
     skipped,
     violation,
 )
 from conformance.checks.values import hex_octets
 from conformance.checks.verify import content_of
-from conformance.model import KmsCertCache, KmsCertificate, KmsInit
+from conformance.model import KmsCertCache, KmsCertificate
 
 BEFORE = "kms_certificate_before"
 CHANGED = "kms_certificate_changed"
@@ -51,10 +51,9 @@ def kms_cert_replaced(ctx: CheckContext) -> Finding:
         return skipped("the KMS's certificate was not replaced in this case")
     if not isinstance(before, KmsCertificate):
         return skipped("the certificate from before the replacement is unknown")
-    content = message_content(ctx, KmsInit)
-    if content is None or not content.certificates:
+    now = root_certificate(ctx.response)
+    if now is None:
         return skipped("no KmsInit with a certificate")
-    now = content.certificates[0]
     if _keys(now) == _keys(before):
         return violation(
             "KMS Initialize still answers with the certificate from before the replacement "

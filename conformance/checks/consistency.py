@@ -21,19 +21,17 @@ from conformance.checks.base import (
     key_sets,
     message_content,
     ok,
+    root_certificate,
     shorten,
     skipped,
+    user_id_octets,
     violation,
 )
 from conformance.checks.values import parse_int
 from conformance.checks.verify import present, verifies
-from conformance.crypto import CryptoError, uid
 from conformance.model import (
     KmsCertCache,
-    KmsCertificate,
-    KmsInit,
     KmsKeySet,
-    KmsResponse,
 )
 
 CERTIFICATE_IDENTITY = ("CertUri", "KmsUri", "PubEncKey", "PubAuthKey")
@@ -85,7 +83,7 @@ def uids_differ(ctx: CheckContext) -> Finding:
 @check("consistency.cert-stable")
 def cert_stable(ctx: CheckContext) -> Finding:
     """Every KMS Initialize of the case returns the same Root certificate."""
-    certificates = [c for r in case_responses(ctx) if (c := _root_certificate(r)) is not None]
+    certificates = [c for r in case_responses(ctx) if (c := root_certificate(r)) is not None]
     if len(certificates) < 2:
         return skipped("fewer than two Root certificates to compare")
     first = certificates[0]
@@ -162,26 +160,17 @@ def _labelled_key_sets(ctx: CheckContext) -> list[tuple[_Label, KmsKeySet]]:
     return [entry for _, entry in _stepped_key_sets(ctx)]
 
 
-def _root_certificate(response: KmsResponse) -> KmsCertificate | None:
-    message = response.kms_message
-    content = message.content if message is not None else None
-    if isinstance(content, KmsInit) and content.certificates:
-        return content.certificates[0]
-    return None
-
-
 def _rsk_octets(key_set: KmsKeySet) -> bytes | None:
     return key_octets(key_set, "UserDecryptKey") or None
 
 
 def _user_id(key_set: KmsKeySet) -> bytes | None:
+    """The UserID's octets; a UserID that does not decode is compared as written."""
     text = key_set.get("UserID")
-    if text is None:
-        return None
-    try:
-        return uid.decode_user_id(text)
-    except CryptoError:
+    decoded = user_id_octets(key_set)
+    if decoded is None and text is not None:
         return text.strip().encode("utf-8")
+    return decoded
 
 
 def _normalized(value: str | None) -> str | None:

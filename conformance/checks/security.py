@@ -29,6 +29,7 @@ from conformance.checks.security_support import (
     b64,
     claim_failure,
     claimed_protection,
+    encrypted_facts,
     encryption_facts,
     held,
     key_called,
@@ -40,8 +41,10 @@ from conformance.checks.security_support import (
     plaintext_schema_problem,
     protection_facts,
     signature_facts,
+    trk_id_names_another_key,
     unbacked_claim,
     user_keys,
+    with_key_id_element,
     wrapped_keys_finding,
 )
 from conformance.checks.verify import verifies
@@ -202,10 +205,9 @@ def sig_digest_c14n(ctx: CheckContext, signature: SignatureFacts) -> Finding:
 
 @check("security.sig-id")
 @verifies(signature_facts)
+@with_key_id_element("Signature-ID")
 def sig_id(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     """A signed response carries Signature-ID = the InK-ID if the user has an InK, else TrK-ID."""
-    if not ctx.profile.has_trk_id_elements:
-        return skipped(f"profile {ctx.profile.name} has no Signature-ID element")
     facts = protection_facts(ctx)
     assert facts is not None
     keys = user_keys(ctx)
@@ -347,13 +349,10 @@ def enc_algorithm(ctx: CheckContext, encryption: EncryptionFacts) -> Finding:
 
 
 @check("security.enc-trk-id")
-def enc_trk_id(ctx: CheckContext) -> Finding:
+@verifies(encrypted_facts)
+@with_key_id_element("TrK-ID")
+def enc_trk_id(ctx: CheckContext, facts: ProtectionFacts) -> Finding:
     """An encrypted response carries TrK-ID, equal to the user's TrK-ID."""
-    facts = protection_facts(ctx)
-    if facts is None or not facts.encrypted:
-        return skipped("nothing in the response is encrypted")
-    if not ctx.profile.has_trk_id_elements:
-        return skipped(f"profile {ctx.profile.name} has no TrK-ID element")
     trk = user_keys(ctx).get("trk")
     expected = f"TrK-ID = {trk.key_id_b64}" if trk else "TrK-ID present"
     if facts.trk_id_text is None:
@@ -369,10 +368,8 @@ def enc_trk_id(ctx: CheckContext) -> Finding:
     if trk is None:
         return ok("TrK-ID present; the target file holds no TrK-ID to compare with")
     if facts.trk_id != trk.key_id:
-        return violation(
-            f"TrK-ID {shorten(facts.trk_id_text)} is not the user's TrK-ID {trk.key_id_b64}",
-            expected,
-            shorten(facts.trk_id_text),
+        return trk_id_names_another_key(
+            facts, f"is not the user's TrK-ID {trk.key_id_b64}", expected
         )
     return ok(f"TrK-ID names the user's TrK ({trk.key_id_b64})")
 

@@ -24,12 +24,15 @@ from conformance.checks.base import (
     ok,
     shorten,
     skipped,
+    user_id_octets,
     violation,
 )
-from conformance.checks.security_support import known_facts, protection_facts
+from conformance.checks.security_support import (
+    encrypted_facts,
+    known_facts,
+    trk_id_names_another_key,
+)
 from conformance.checks.verify import verifies
-from conformance.crypto import CryptoError, uid
-from conformance.model import KmsKeySet
 from conformance.protection import NEW_KEY_ELEMENTS, ProtectionFacts, unprotect
 from conformance.target import User
 
@@ -39,12 +42,13 @@ PREVIOUS = "ue_previous"
 @check("state.trk-current")
 def trk_current(ctx: CheckContext) -> Finding:
     """After a TrK rotation the response is protected with, and names, the new TrK."""
-    facts, previous = protection_facts(ctx), _previous(ctx)
+    previous = _previous(ctx)
     held = ctx.user.trk if ctx.user is not None else None
     if previous is None or previous.trk == held or held is None:
         return skipped("the UE's TrK has not changed in this case")
-    if facts is None or not facts.encrypted:
-        return skipped("nothing in the response is encrypted")
+    facts = encrypted_facts(ctx)
+    if isinstance(facts, Finding):
+        return facts
     old = previous.trk
     assert old is not None
     expected = f"the TrK the UE holds now ({held.key_id_b64})"
@@ -59,11 +63,7 @@ def trk_current(ctx: CheckContext) -> Finding:
         return violation("does not decrypt with the TrK the UE holds", expected, "another key")
     if facts.trk_id is not None and facts.trk_id != held.key_id:
         named = "the old TrK" if facts.trk_id == old.key_id else "another key"
-        return violation(
-            f"TrK-ID {shorten(facts.trk_id_text)} names {named}, not the TrK the UE holds",
-            expected,
-            shorten(facts.trk_id_text),
-        )
+        return trk_id_names_another_key(facts, f"names {named}, not the TrK the UE holds", expected)
     return ok(f"protected with and naming the new TrK ({held.key_id_b64})")
 
 
@@ -146,7 +146,7 @@ def rsks_differ(ctx: CheckContext) -> Finding:
     sets: dict[bytes, tuple[str, bytes]] = {}
     for response in case_responses(ctx):
         for key_set in key_sets(response):
-            user_id, rsk = _user_id(key_set), key_octets(key_set, "UserDecryptKey")
+            user_id, rsk = user_id_octets(key_set), key_octets(key_set, "UserDecryptKey")
             if user_id is not None and rsk is not None:
                 sets.setdefault(user_id, (key_set.get("KeyPeriodNo") or "?", rsk))
     if len(sets) < 2:
@@ -175,13 +175,3 @@ def _opens(facts: ProtectionFacts) -> bool:
     if facts.encryption is not None and not facts.encryption.decrypted:
         return False
     return all(k.unwrapped for k in facts.wrapped_keys if k.has_encrypted_key)
-
-
-def _user_id(key_set: KmsKeySet) -> bytes | None:
-    text = key_set.get("UserID")
-    if text is None:
-        return None
-    try:
-        return uid.decode_user_id(text)
-    except CryptoError:
-        return None
