@@ -10,7 +10,7 @@ own KmsUri the one it now has; key sets validate against the certificate they be
 certificate the spec does not say (it names partner domains): profile setting
 ``own_certificate_in_certcache``, inferred, so a violation there is a warning.
 
-Registered by importing this module (conformance/cases.py does).
+Registered, like every check module, when conformance.checks is imported.
 """
 
 from __future__ import annotations
