@@ -35,6 +35,7 @@ def test_the_wheel_ships_the_catalogue_and_the_schemas(tmp_path: Path) -> None:
     assert "conformance/_catalogue/case-schema.json" in names
     for xsd in (ROOT / "schemas").rglob("*.xsd"):
         assert f"conformance/_schemas/{xsd.relative_to(ROOT / 'schemas')}" in names
+    assert "conformance/checks/checks.toml" in names
     assert "conformance/report/report.html.j2" in names
     assert "conformance/report/pctr.html.j2" in names
     assert "conformance/report/results.schema.json" in names

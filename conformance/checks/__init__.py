@@ -1,9 +1,12 @@
 """Named checks, one small function each, mirroring TS 33.180 Annex D.
 
-Importing this package registers every check in ``REGISTRY``.
+Importing this package registers every check in ``REGISTRY``, each with the REQ ids,
+clause and strength ``checks.toml`` gives it; a check missing from that table, or a line of
+the table whose check no module defines, fails the import.
 """
 
 from conformance.checks import (  # importing registers their checks
+    certchange,
     certificate,
     consistency,
     envelope,
@@ -22,8 +25,11 @@ from conformance.checks.base import (
     HarnessError,
     HttpFacts,
     check,
+    require_every_check_defined,
     run_check,
 )
+
+require_every_check_defined()
 
 __all__ = [
     "REGISTRY",
@@ -32,6 +38,7 @@ __all__ = [
     "Finding",
     "HarnessError",
     "HttpFacts",
+    "certchange",
     "certificate",
     "check",
     "consistency",

@@ -10,7 +10,7 @@ own KmsUri the one it now has; key sets validate against the certificate they be
 certificate the spec does not say (it names partner domains): profile setting
 ``own_certificate_in_certcache``, inferred, so a violation there is a warning.
 
-Registered by importing this module (conformance/cases.py does).
+Registered, like every check module, when conformance.checks is imported.
 """
 
 from __future__ import annotations
@@ -19,14 +19,15 @@ from conformance.checks.base import (
     CheckContext,
     Finding,
     check,
-    message_content,
     ok,
     own_kms_uri,
+    root_certificate,
     skipped,
     violation,
 )
 from conformance.checks.values import hex_octets
-from conformance.model import KmsCertCache, KmsCertificate, KmsInit
+from conformance.checks.verify import content_of
+from conformance.model import KmsCertCache, KmsCertificate
 
 BEFORE = "kms_certificate_before"
 CHANGED = "kms_certificate_changed"
@@ -42,7 +43,7 @@ def _fingerprint(certificate: KmsCertificate) -> str:
     return f"PubAuthKey {auth.hex()[:16]}..." if auth else "no readable PubAuthKey"
 
 
-@check("state.kms-cert-replaced", reqs=("REQ-070",), clause="D.3.1: the KMS's own certificate")
+@check("state.kms-cert-replaced")
 def kms_cert_replaced(ctx: CheckContext) -> Finding:
     """After the KMS replaced its certificate, KMS Initialize answers with the new one."""
     before = ctx.params.get(BEFORE)
@@ -50,10 +51,9 @@ def kms_cert_replaced(ctx: CheckContext) -> Finding:
         return skipped("the KMS's certificate was not replaced in this case")
     if not isinstance(before, KmsCertificate):
         return skipped("the certificate from before the replacement is unknown")
-    content = message_content(ctx, KmsInit)
-    if content is None or not content.certificates:
+    now = root_certificate(ctx.response)
+    if now is None:
         return skipped("no KmsInit with a certificate")
-    now = content.certificates[0]
     if _keys(now) == _keys(before):
         return violation(
             "KMS Initialize still answers with the certificate from before the replacement "
@@ -67,7 +67,7 @@ def kms_cert_replaced(ctx: CheckContext) -> Finding:
     return ok(f"a new certificate ({_fingerprint(now)}, was {_fingerprint(before)}{note})")
 
 
-@check("state.cert-current", reqs=("REQ-116", "REQ-070"), clause="D.3.1, seed CR: KMS Cert")
+@check("state.cert-current")
 def cert_current(ctx: CheckContext) -> Finding:
     """KMS Cert for the KMS's own KmsUri returns the certificate KMS Initialize gives now."""
     current = ctx.init_certificate
@@ -77,10 +77,10 @@ def cert_current(ctx: CheckContext) -> Finding:
     requested = ctx.params.get("requested_kms_uri")
     if own is None or requested != own:
         return skipped("the request did not name the KMS's own KmsUri")
-    content = message_content(ctx, KmsCertCache)
-    if content is None:
-        return skipped("no KmsCertCache")
-    mine = [c for c in content.certificates if c.kms_uri == own]
+    entries = _own_entries(ctx, own)
+    if isinstance(entries, Finding):
+        return entries
+    mine = entries[1]
     if not mine:
         return skipped("no certificate for the KMS's own KmsUri (expect.* and cert.* judge that)")
     for certificate in mine:
@@ -97,12 +97,7 @@ def cert_current(ctx: CheckContext) -> Finding:
     return ok(f"the certificate KMS Initialize gives ({_fingerprint(current)})")
 
 
-@check(
-    "state.certcache-own-current",
-    reqs=("REQ-110",),
-    clause="D.3.1 (inferred); profile own_certificate_in_certcache",
-    inferred=True,
-)
+@check("state.certcache-own-current")
 def certcache_own_current(ctx: CheckContext) -> Finding:
     """A KmsCertCache entry for the KMS's own KmsUri is the certificate it now has."""
     mode = ctx.profile.own_certificate_in_certcache
@@ -111,10 +106,10 @@ def certcache_own_current(ctx: CheckContext) -> Finding:
     current, own = ctx.init_certificate, own_kms_uri(ctx)
     if current is None or own is None:
         return skipped("no certificate from KMS Initialize to compare with")
-    content = message_content(ctx, KmsCertCache)
-    if content is None:
-        return skipped("no KmsCertCache")
-    mine = [c for c in content.certificates if c.kms_uri == own]
+    entries = _own_entries(ctx, own)
+    if isinstance(entries, Finding):
+        return entries
+    content, mine = entries
     if not mine:
         if mode == "required":
             return violation(
@@ -132,3 +127,13 @@ def certcache_own_current(ctx: CheckContext) -> Finding:
             _fingerprint(stale[0]),
         )
     return ok(f"the cache lists the KMS's current certificate ({_fingerprint(current)})")
+
+
+def _own_entries(
+    ctx: CheckContext, own: str
+) -> tuple[KmsCertCache, list[KmsCertificate]] | Finding:
+    """The response's KmsCertCache and its certificates for the KMS URI ``own``."""
+    cache = content_of(ctx, KmsCertCache)
+    if isinstance(cache, Finding):
+        return cache
+    return cache, [c for c in cache.certificates if c.kms_uri == own]

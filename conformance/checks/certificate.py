@@ -7,26 +7,25 @@ certificate of ``KmsCertCache``. Public keys are validated with RFC 6507 / RFC 6
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from conformance.checks.base import (
     CheckContext,
     Finding,
     check,
-    content_name,
-    first_violation,
     message_content,
     ok,
     own_kms_uri,
+    root_certificate,
     shorten,
     skipped,
+    version_problem,
     violation,
 )
 from conformance.checks.values import hex_octets, parse_boolean, parse_datetime, parse_int
-from conformance.checks.verify import content_of, verifies
+from conformance.checks.verify import Items, carries, verifies, versioned
 from conformance.crypto import eccsi, sakke
 from conformance.model import KmsCertCache, KmsCertificate, KmsInit
-from conformance.verdicts import Strength
 
 MANDATORY_FIELDS = (
     "KmsUri",
@@ -38,22 +37,39 @@ MANDATORY_FIELDS = (
 )
 
 
-@check("init.one-certificate", reqs=("REQ-070",), clause="D.3.1")
-def init_has_one_certificate(ctx: CheckContext) -> Finding:
+# -- the certificates checked one by one (used by the @_CERTIFICATES.every checks) -------
+
+
+def _certificates(ctx: CheckContext) -> list[KmsCertificate]:
+    """The Root certificate of a KmsInit, or every certificate of a KmsCertCache."""
+    root = root_certificate(ctx.response)
+    if root is not None:
+        return [root]
+    cache = message_content(ctx, KmsCertCache)
+    return list(cache.certificates) if cache is not None else []
+
+
+def _label(_: Sequence[KmsCertificate], __: int, cert: KmsCertificate) -> str:
+    return f"certificate {shorten(cert.kms_uri, 40)}"
+
+
+_CERTIFICATES = Items(_certificates, _label, "certificate")
+
+
+@check("init.one-certificate")
+@verifies(carries, KmsInit)
+def init_has_one_certificate(ctx: CheckContext, init: KmsInit) -> Finding:
     """KmsInit carries exactly one (Signed)KmsCertificate: the KMS's own."""
-    init = message_content(ctx, KmsInit)
-    if init is None:
-        return violation("no KmsInit in the response", "KmsInit", content_name(ctx))
     count = len(init.certificates)
     if count != 1:
         return violation(f"KmsInit carries {count} certificates", "1", str(count))
     return ok("one certificate in KmsInit")
 
 
-@check("init.role-root", reqs=("REQ-071",), clause="D.3.1", inferred=True)
+@check("init.role-root")
 def init_role_root(ctx: CheckContext) -> Finding:
     """The certificate in KmsInit has Role="Root"."""
-    cert = _root(ctx)
+    cert = root_certificate(ctx.response)
     if cert is None:
         return skipped("no certificate in KmsInit")
     if cert.role != "Root":
@@ -61,146 +77,109 @@ def init_role_root(ctx: CheckContext) -> Finding:
     return ok("Role is Root")
 
 
-@check("certificate.mandatory-fields", reqs=("REQ-072",), clause="D.3.2.2")
-def mandatory_fields(ctx: CheckContext) -> Finding:
+@check("certificate.mandatory-fields")
+@_CERTIFICATES.every("mandatory certificate fields present")
+def mandatory_fields(ctx: CheckContext, cert: KmsCertificate) -> str | None:
     """KmsUri, UserIdFormat, UserKeyPeriod, UserKeyOffset, PubEncKey, PubAuthKey present."""
-
-    def rule(cert: KmsCertificate) -> str | None:
-        missing = [f for f in MANDATORY_FIELDS if f not in cert.fields]
-        return f"missing {', '.join(missing)}" if missing else None
-
-    return _each(ctx, rule, "mandatory certificate fields present")
+    missing = [f for f in MANDATORY_FIELDS if f not in cert.fields]
+    return f"missing {', '.join(missing)}" if missing else None
 
 
-@check("certificate.pub-enc-key", reqs=("REQ-073", "REQ-114"), clause="RFC 6508 2.1, 6.1")
+@check("certificate.pub-enc-key")
 def pub_enc_key(ctx: CheckContext) -> Finding:
     """PubEncKey is a SAKKE point 04||x||y on the curve, of order q, not infinity."""
 
     rule = _public_key_rule("PubEncKey", _pub_enc_key_valid, "a SAKKE point of order q")
-    return _each(ctx, rule, "PubEncKey valid")
+    return _CERTIFICATES.judge(ctx, rule, "PubEncKey valid")
 
 
-@check("certificate.pub-auth-key", reqs=("REQ-074", "REQ-114"), clause="RFC 6507 4.2")
+@check("certificate.pub-auth-key")
 def pub_auth_key(ctx: CheckContext) -> Finding:
     """PubAuthKey is a P-256 point 04||x||y on the curve, not infinity."""
 
-    return _each(
+    return _CERTIFICATES.judge(
         ctx,
         _public_key_rule("PubAuthKey", _pub_auth_key_valid, "a P-256 point"),
         "PubAuthKey valid",
     )
 
 
-@check("certificate.parameter-set", reqs=("REQ-075",), clause="RFC 6509 App. A")
+@check("certificate.parameter-set")
 def parameter_set(ctx: CheckContext) -> Finding:
     """ParameterSet, when present, is 1 (the only defined SAKKE parameter set)."""
-
-    def rule(cert: KmsCertificate) -> str | None:
-        value = cert.get("ParameterSet")
-        if value is None or parse_int(value) == 1:
-            return None
-        return f"ParameterSet is {shorten(value)}, expected 1"
-
-    return _each(ctx, rule, "ParameterSet 1 or absent")
+    return _CERTIFICATES.judge(
+        ctx, _integer_if_present("ParameterSet", 1), "ParameterSet 1 or absent"
+    )
 
 
-@check("certificate.user-id-format", reqs=("REQ-076",), clause="Annex F", inferred=True)
+@check("certificate.user-id-format")
 def user_id_format(ctx: CheckContext) -> Finding:
     """UserIdFormat names the Annex F MIKEY-SAKKE UID scheme (2)."""
-
-    def rule(cert: KmsCertificate) -> str | None:
-        value = cert.get("UserIdFormat")
-        if value is None or parse_int(value) == 2:
-            return None
-        return f"UserIdFormat is {shorten(value)}, expected 2"
-
-    return _each(ctx, rule, "UserIdFormat 2")
+    return _CERTIFICATES.judge(ctx, _integer_if_present("UserIdFormat", 2), "UserIdFormat 2")
 
 
-@check("certificate.key-period", reqs=("REQ-077",), clause="Annex F")
-def key_period(ctx: CheckContext) -> Finding:
+@check("certificate.key-period")
+@_CERTIFICATES.every("key period parameters consistent")
+def key_period(ctx: CheckContext, cert: KmsCertificate) -> str | None:
     """UserKeyPeriod > 0 and 0 <= UserKeyOffset < UserKeyPeriod."""
-
-    def rule(cert: KmsCertificate) -> str | None:
-        period = parse_int(cert.get("UserKeyPeriod"))
-        offset = parse_int(cert.get("UserKeyOffset"))
-        if period is None or offset is None:
-            return "UserKeyPeriod or UserKeyOffset is not an integer"
-        if period <= 0:
-            return f"UserKeyPeriod {period} is not positive"
-        if not 0 <= offset < period:
-            return f"UserKeyOffset {offset} is not in [0, UserKeyPeriod {period})"
-        return None
-
-    return _each(ctx, rule, "key period parameters consistent")
+    period = parse_int(cert.get("UserKeyPeriod"))
+    offset = parse_int(cert.get("UserKeyOffset"))
+    if period is None or offset is None:
+        return "UserKeyPeriod or UserKeyOffset is not an integer"
+    if period <= 0:
+        return f"UserKeyPeriod {period} is not positive"
+    if not 0 <= offset < period:
+        return f"UserKeyOffset {offset} is not in [0, UserKeyPeriod {period})"
+    return None
 
 
-@check(
-    "certificate.validity",
-    reqs=("REQ-078",),
-    clause="D.3.2.2",
-    strength=Strength.SHOULD,
-    inferred=True,
-)
-def validity(ctx: CheckContext) -> Finding:
+@check("certificate.validity")
+@_CERTIFICATES.every("certificate current and not revoked")
+def validity(ctx: CheckContext, cert: KmsCertificate) -> str | None:
     """Now lies within ValidFrom/ValidTo, and Revoked is not true."""
-
-    def rule(cert: KmsCertificate) -> str | None:
-        for name in ("ValidFrom", "ValidTo"):
-            text = cert.get(name)
-            if text is not None and parse_datetime(text) is None:
-                return f"{name} {shorten(text)} is not an xsd:dateTime"
-        valid_from = parse_datetime(cert.get("ValidFrom"))
-        valid_to = parse_datetime(cert.get("ValidTo"))
-        if valid_from is not None and ctx.now < valid_from:
-            return f"not yet valid: ValidFrom {cert.get('ValidFrom')}"
-        if valid_to is not None and ctx.now > valid_to:
-            return f"expired: ValidTo {cert.get('ValidTo')}"
-        if parse_boolean(cert.get("Revoked")):
-            return "Revoked is true"
-        return None
-
-    return _each(ctx, rule, "certificate current and not revoked")
+    for name in ("ValidFrom", "ValidTo"):
+        text = cert.get(name)
+        if text is not None and parse_datetime(text) is None:
+            return f"{name} {shorten(text)} is not an xsd:dateTime"
+    valid_from = parse_datetime(cert.get("ValidFrom"))
+    valid_to = parse_datetime(cert.get("ValidTo"))
+    if valid_from is not None and ctx.now < valid_from:
+        return f"not yet valid: ValidFrom {cert.get('ValidFrom')}"
+    if valid_to is not None and ctx.now > valid_to:
+        return f"expired: ValidTo {cert.get('ValidTo')}"
+    if parse_boolean(cert.get("Revoked")):
+        return "Revoked is true"
+    return None
 
 
-@check("certificate.version", reqs=("REQ-079",), clause="D.3.5.1 schema", strength=Strength.SHOULD)
+@check("certificate.version")
 def version(ctx: CheckContext) -> Finding:
     """KmsCertificate/@Version is the profile's version (examples 1.1.0)."""
     wanted = ctx.profile.expected_versions.get("KmsCertificate")
     if wanted is None:
         return skipped("the profile fixes no KmsCertificate version")
-
-    def rule(cert: KmsCertificate) -> str | None:
-        value = cert.attr("Version")
-        return None if value in (None, wanted) else f"Version {value}, expected {wanted}"
-
-    return _each(ctx, rule, f"Version {wanted}")
+    rule = functools.partial(version_problem, wanted=wanted)
+    return _CERTIFICATES.judge(ctx, rule, f"Version {wanted}")
 
 
-@check("certcache.present", reqs=("REQ-110",), clause="D.3.1")
-def cert_cache_present(ctx: CheckContext) -> Finding:
+@check("certcache.present")
+@verifies(carries, KmsCertCache)
+def cert_cache_present(ctx: CheckContext, cache: KmsCertCache) -> Finding:
     """The response carries a KmsCertCache."""
-    cache = message_content(ctx, KmsCertCache)
-    if cache is None:
-        return violation("no KmsCertCache in the response", "KmsCertCache", content_name(ctx))
     return ok(f"KmsCertCache with {len(cache.certificates)} certificate(s)")
 
 
-@check("certcache.attributes", reqs=("REQ-111",), clause="D.3.5.1 schema")
-@verifies(content_of, KmsCertCache)
+@check("certcache.attributes")
+@verifies(versioned, KmsCertCache, "1.0.0")
 def cert_cache_attributes(ctx: CheckContext, cache: KmsCertCache) -> Finding:
     """KmsCertCache/@Version is 1.0.0; @CacheNum, if present, is an integer."""
-    wanted = ctx.profile.expected_versions.get("KmsCertCache", "1.0.0")
-    got = cache.attr("Version")
-    if got is not None and got != wanted:
-        return violation("KmsCertCache has the wrong Version", wanted, got)
     number = cache.attr("CacheNum")
     if number is not None and parse_int(number) is None:
         return violation("CacheNum is not an integer", "xsd:integer", shorten(number))
     return ok("KmsCertCache attributes valid")
 
 
-@check("certcache.role-external", reqs=("REQ-113",), clause="D.3.2.2", strength=Strength.SHOULD)
+@check("certcache.role-external")
 def role_external(ctx: CheckContext) -> Finding:
     """Partner-domain certificates in the cache carry Role="External"."""
     cache = message_content(ctx, KmsCertCache)
@@ -219,13 +198,11 @@ def role_external(ctx: CheckContext) -> Finding:
     return ok("partner certificates are External")
 
 
-@check("cert.requested", reqs=("REQ-011", "REQ-116"), clause="D.3.1")
-def cert_is_the_requested_one(ctx: CheckContext) -> Finding:
+@check("cert.requested")
+@verifies(carries, KmsCertCache)
+def cert_is_the_requested_one(ctx: CheckContext, cache: KmsCertCache) -> Finding:
     """KMS Cert returns exactly one certificate, the one for the requested KMS URI."""
-    cache = message_content(ctx, KmsCertCache)
     wanted = ctx.params.get("requested_kms_uri")
-    if cache is None:
-        return violation("no KmsCertCache in the response", "KmsCertCache", content_name(ctx))
     if wanted is None:
         return skipped("the case names no requested KMS URI")
     got = [c.kms_uri for c in cache.certificates]
@@ -239,24 +216,16 @@ def cert_is_the_requested_one(ctx: CheckContext) -> Finding:
 # -- helpers ----------------------------------------------------------------------------
 
 
-def _root(ctx: CheckContext) -> KmsCertificate | None:
-    init = message_content(ctx, KmsInit)
-    return init.certificates[0] if init and init.certificates else None
+def _integer_if_present(name: str, wanted: int) -> Callable[[KmsCertificate], str | None]:
+    """The rule of an optional field that, when present, is the integer ``wanted``."""
 
+    def rule(cert: KmsCertificate) -> str | None:
+        value = cert.get(name)
+        if value is None or parse_int(value) == wanted:
+            return None
+        return f"{name} is {shorten(value)}, expected {wanted}"
 
-def _certificates(ctx: CheckContext) -> list[KmsCertificate]:
-    init = message_content(ctx, KmsInit)
-    if init is not None:
-        return init.certificates[:1]
-    cache = message_content(ctx, KmsCertCache)
-    return list(cache.certificates) if cache is not None else []
-
-
-def _each(ctx: CheckContext, rule: Callable[[KmsCertificate], str | None], summary: str) -> Finding:
-    def label(_: int, cert: KmsCertificate) -> str:
-        return f"certificate {shorten(cert.kms_uri, 40)}"
-
-    return first_violation(_certificates(ctx), rule, label, "certificate", summary)
+    return rule
 
 
 def _public_key_rule(

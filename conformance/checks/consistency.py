@@ -14,46 +14,51 @@ from urllib.parse import unquote
 from conformance.checks.base import (
     CheckContext,
     Finding,
+    case_responses,
     check,
     content_name,
+    key_octets,
+    key_sets,
     message_content,
     ok,
+    root_certificate,
     shorten,
     skipped,
+    user_id_octets,
     violation,
 )
-from conformance.checks.values import hex_octets, parse_int
-from conformance.crypto import CryptoError, uid
+from conformance.checks.values import parse_int
+from conformance.checks.verify import present, verifies
 from conformance.model import (
     KmsCertCache,
-    KmsCertificate,
-    KmsInit,
-    KmsKeyProv,
     KmsKeySet,
-    KmsResponse,
 )
-from conformance.verdicts import Strength
 
 CERTIFICATE_IDENTITY = ("CertUri", "KmsUri", "PubEncKey", "PubAuthKey")
 
 
-@check("consistency.rsk-stable", reqs=("REQ-104",), clause="RFC 6508 6.1.1")
+def _sent_cache_number(ctx: CheckContext) -> int | Finding:
+    """The CacheNum the step's certcache/<number> sent (a guard of consistency.cachenum)."""
+    # "number: current" is resolved by the probe inside the step, so the path tells.
+    path = str(ctx.params.get("request_path") or "")
+    head, _, number = path.rstrip("/").rpartition("/")
+    sent = parse_int(unquote(number)) if head.endswith("/certcache") else None
+    return present(sent, "the step sent no cache number")
+
+
+@check("consistency.rsk-stable")
 def rsk_stable(ctx: CheckContext) -> Finding:
     """Two key sets for the same identity and key period carry the same RSK."""
     return _same_across_steps(ctx, "UserDecryptKey", _rsk_octets)
 
 
-@check("consistency.uid-stable", reqs=("REQ-104",), clause="RFC 6508 6.1.1, Annex F")
+@check("consistency.uid-stable")
 def uid_stable(ctx: CheckContext) -> Finding:
     """Two key sets for the same identity and key period carry the same UserID."""
     return _same_across_steps(ctx, "UserID", _user_id)
 
 
-@check(
-    "consistency.uids-differ",
-    reqs=("REQ-105",),
-    clause="Annex F",
-)
+@check("consistency.uids-differ")
 def uids_differ(ctx: CheckContext) -> Finding:
     """Key sets for different identities or key periods carry different UserIDs."""
     pairs = 0
@@ -75,16 +80,10 @@ def uids_differ(ctx: CheckContext) -> Finding:
     return ok(f"UserIDs differ ({pairs} pair(s) compared)")
 
 
-@check(
-    "consistency.cert-stable",
-    reqs=("REQ-080",),
-    clause="D.3.2",
-    strength=Strength.SHOULD,
-    inferred=True,
-)
+@check("consistency.cert-stable")
 def cert_stable(ctx: CheckContext) -> Finding:
     """Every KMS Initialize of the case returns the same Root certificate."""
-    certificates = [c for r in _responses(ctx) if (c := _root_certificate(r)) is not None]
+    certificates = [c for r in case_responses(ctx) if (c := root_certificate(r)) is not None]
     if len(certificates) < 2:
         return skipped("fewer than two Root certificates to compare")
     first = certificates[0]
@@ -99,18 +98,10 @@ def cert_stable(ctx: CheckContext) -> Finding:
     return ok(f"the same Root certificate in {len(certificates)} responses")
 
 
-@check(
-    "consistency.cachenum",
-    reqs=("REQ-115", "REQ-010"),
-    clause="D.2",
-    strength=Strength.SHOULD,
-    inferred=True,
-)
-def cache_num(ctx: CheckContext) -> Finding:
+@check("consistency.cachenum")
+@verifies(_sent_cache_number)
+def cache_num(ctx: CheckContext, sent: int) -> Finding:
     """certcache/<current CacheNum> answers a cache with the same or a newer CacheNum."""
-    sent = _sent_cache_number(ctx)
-    if sent is None:
-        return skipped("the step sent no cache number")
     cache = message_content(ctx, KmsCertCache)
     if cache is None:
         return violation(
@@ -158,14 +149,9 @@ def _same_across_steps(
     return ok(f"{what} identical across calls ({compared} comparison(s))")
 
 
-def _responses(ctx: CheckContext) -> list[KmsResponse]:
-    earlier = [getattr(item, "response", None) for item in ctx.history]
-    return [r for r in [*earlier, ctx.response] if isinstance(r, KmsResponse)]
-
-
 def _stepped_key_sets(ctx: CheckContext) -> Iterator[tuple[int, tuple[_Label, KmsKeySet]]]:
-    for step, response in enumerate(_responses(ctx)):
-        for key_set in _key_sets(response):
+    for step, response in enumerate(case_responses(ctx)):
+        for key_set in key_sets(response):
             label = (key_set.get("UserUri"), parse_int(key_set.get("KeyPeriodNo")))
             yield step, (label, key_set)
 
@@ -174,46 +160,17 @@ def _labelled_key_sets(ctx: CheckContext) -> list[tuple[_Label, KmsKeySet]]:
     return [entry for _, entry in _stepped_key_sets(ctx)]
 
 
-def _key_sets(response: KmsResponse) -> list[KmsKeySet]:
-    message = response.kms_message
-    content = message.content if message is not None else None
-    return list(content.key_sets) if isinstance(content, KmsKeyProv) else []
-
-
-def _root_certificate(response: KmsResponse) -> KmsCertificate | None:
-    message = response.kms_message
-    content = message.content if message is not None else None
-    if isinstance(content, KmsInit) and content.certificates:
-        return content.certificates[0]
-    return None
-
-
 def _rsk_octets(key_set: KmsKeySet) -> bytes | None:
-    content = key_set.keys.get("UserDecryptKey")
-    if content is None:
-        return None
-    if content.plaintext is not None:
-        return content.plaintext
-    return hex_octets(content.text) or None
+    return key_octets(key_set, "UserDecryptKey") or None
 
 
 def _user_id(key_set: KmsKeySet) -> bytes | None:
+    """The UserID's octets; a UserID that does not decode is compared as written."""
     text = key_set.get("UserID")
-    if text is None:
-        return None
-    try:
-        return uid.decode_user_id(text)
-    except CryptoError:
+    decoded = user_id_octets(key_set)
+    if decoded is None and text is not None:
         return text.strip().encode("utf-8")
-
-
-def _sent_cache_number(ctx: CheckContext) -> int | None:
-    # "number: current" is resolved by the probe inside the step, so the path tells.
-    path = str(ctx.params.get("request_path") or "")
-    head, _, number = path.rstrip("/").rpartition("/")
-    if head.endswith("/certcache"):
-        return parse_int(unquote(number))
-    return None
+    return decoded
 
 
 def _normalized(value: str | None) -> str | None:

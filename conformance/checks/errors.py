@@ -17,7 +17,6 @@ from conformance.checks.values import parse_int
 from conformance.checks.verify import answered, verifies
 from conformance.exchange import Exchange
 from conformance.model import XENC_NS, local_name
-from conformance.verdicts import Strength
 from conformance.xmlsafe import XmlRejected, parse_xml
 
 # Elements whose presence means a response hands out private keys or new shared keys.
@@ -33,8 +32,7 @@ KEY_MATERIAL = frozenset(
 BEARER_ERROR = re.compile(r"""\berror\s*=\s*"?([A-Za-z0-9_.-]+)"?""")
 
 
-# Inferred like REQ-016/REQ-019 (DESIGN.md 3): the case's own expectation carries its strength.
-@check("error.no-key-material", reqs=("REQ-016", "REQ-019"), clause="D.1", inferred=True)
+@check("error.no-key-material")
 def no_key_material(ctx: CheckContext) -> Finding:
     """A refused or rejected request gets no key set, private key or new TrK/InK."""
     if ctx.exchange is None and ctx.response is None:
@@ -45,7 +43,7 @@ def no_key_material(ctx: CheckContext) -> Finding:
     return ok("no key material in the response")
 
 
-@check("error.www-authenticate", reqs=("REQ-016",), clause="RFC 6750 3", inferred=True)
+@check("error.www-authenticate")
 @verifies(answered)
 def www_authenticate(ctx: CheckContext, exchange: Exchange) -> Finding:
     """A 401 answer carries a WWW-Authenticate challenge for the Bearer scheme."""
@@ -59,12 +57,7 @@ def www_authenticate(ctx: CheckContext, exchange: Exchange) -> Finding:
     return ok(f"WWW-Authenticate: {shorten(challenge)}")
 
 
-@check(
-    "error.invalid-token",
-    reqs=("REQ-017",),
-    clause="33.179 B.5, RFC 6750 3.1",
-    strength=Strength.SHOULD,
-)
+@check("error.invalid-token")
 @verifies(answered)
 def invalid_token(ctx: CheckContext, exchange: Exchange) -> Finding:
     """An expired or invalid token is refused with 401 and error="invalid_token"."""
@@ -72,12 +65,7 @@ def invalid_token(ctx: CheckContext, exchange: Exchange) -> Finding:
     return _bearer_refusal(exchange, refused, "invalid_token", "the invalid token")
 
 
-@check(
-    "error.insufficient-scope",
-    reqs=("REQ-018",),
-    clause="33.179 B.5, RFC 6750 3.1",
-    strength=Strength.SHOULD,
-)
+@check("error.insufficient-scope")
 @verifies(answered)
 def insufficient_scope(ctx: CheckContext, exchange: Exchange) -> Finding:
     """A token without the KMS scope gets 403 insufficient_scope, or 401."""
@@ -87,7 +75,7 @@ def insufficient_scope(ctx: CheckContext, exchange: Exchange) -> Finding:
     return _bearer_refusal(exchange, refused, "insufficient_scope", what, 403)
 
 
-@check("error.field-order", reqs=("REQ-140",), clause="D.3.5.1 schema (ErrorType)")
+@check("error.field-order")
 def field_order(ctx: CheckContext) -> Finding:
     """KmsError holds one ErrorCode followed by one ErrorMsg."""
     error = ctx.response.kms_error if ctx.response else None
@@ -104,13 +92,7 @@ def field_order(ctx: CheckContext) -> Finding:
     return ok("ErrorCode then ErrorMsg")
 
 
-@check(
-    "error.code-matches-status",
-    reqs=("REQ-065",),
-    clause="kms-interface.md 12 (convention)",
-    strength=Strength.SHOULD,
-    inferred=True,
-)
+@check("error.code-matches-status")
 @verifies(answered)
 def code_matches_status(ctx: CheckContext, exchange: Exchange) -> Finding:
     """KmsError/ErrorCode repeats the HTTP status (DESIGN.md section 7)."""
@@ -127,13 +109,7 @@ def code_matches_status(ctx: CheckContext, exchange: Exchange) -> Finding:
     return ok(f"ErrorCode {code} is the HTTP status")
 
 
-@check(
-    "error.still-serving",
-    reqs=("REQ-143",),
-    clause="(robustness)",
-    strength=Strength.SHOULD,
-    inferred=True,
-)
+@check("error.still-serving")
 def still_serving(ctx: CheckContext) -> Finding:
     """After an earlier hostile step of the case, the KMS still answers (without a 5xx)."""
     if not ctx.history:

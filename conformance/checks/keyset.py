@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -17,17 +17,17 @@ from conformance.checks.base import (
     CheckContext,
     Finding,
     check,
-    content_name,
-    first_violation,
-    message_content,
+    key_sets,
     ok,
     own_kms_uri,
     shorten,
     skipped,
+    user_id_octets,
+    version_problem,
     violation,
 )
 from conformance.checks.values import hex_octets, parse_datetime, parse_int
-from conformance.checks.verify import verifies
+from conformance.checks.verify import Items, carries, verifies, versioned
 from conformance.crypto import CryptoError, eccsi, periods, sakke, uid
 from conformance.model import (
     KEY_ELEMENTS,
@@ -38,7 +38,6 @@ from conformance.model import (
     KmsKeySet,
     QName,
 )
-from conformance.verdicts import Strength
 
 MANDATORY_FIELDS = ("KmsUri", "UserUri", "UserID", "KeyPeriodNo")
 KEY_CONTENT_TYPES = ("KeyContentType", "EncKeyContentType")
@@ -49,6 +48,18 @@ LEGACY = " (legacy bug, kms-interface.md 14.3)"
 
 
 # -- guards (used by @verifies, so defined before the checks) -----------------------
+
+
+def _key_sets(ctx: CheckContext) -> list[KmsKeySet]:
+    """The key sets of the response's KmsKeyProv, the items of the @_KEY_SETS checks."""
+    return key_sets(ctx.response)
+
+
+def _label(provisioned: Sequence[KmsKeySet], index: int, _: KmsKeySet) -> str:
+    return f"key set {index}" if len(provisioned) > 1 else "key set"
+
+
+_KEY_SETS = Items(_key_sets, _label, "key set")
 
 
 def _period_parameters(ctx: CheckContext) -> tuple[int, int] | Finding:
@@ -72,49 +83,34 @@ def _certificate_key(ctx: CheckContext, name: str) -> bytes | Finding:
     return value
 
 
-@check("keyprov.key-set-present", reqs=("REQ-090",), clause="D.3.1")
-def key_set_present(ctx: CheckContext) -> Finding:
+@check("keyprov.key-set-present")
+@verifies(carries, KmsKeyProv)
+def key_set_present(ctx: CheckContext, prov: KmsKeyProv) -> Finding:
     """KmsKeyProv carries at least one KmsKeySet."""
-    prov = _key_prov(ctx)
-    if prov is None:
-        return violation("no KmsKeyProv in the response", "KmsKeyProv", content_name(ctx))
     if not prov.key_sets:
         return violation("KmsKeyProv carries no KmsKeySet", ">= 1 KmsKeySet", "0")
     return ok(f"{len(prov.key_sets)} key set(s) provisioned")
 
 
-@check("keyset.mandatory-fields", reqs=("REQ-092",), clause="D.3.3.2")
-def mandatory_fields(ctx: CheckContext) -> Finding:
+@check("keyset.mandatory-fields")
+@_KEY_SETS.every("all mandatory fields present")
+def mandatory_fields(ctx: CheckContext, key_set: KmsKeySet) -> str | None:
     """Every key set has KmsUri, UserUri, UserID, KeyPeriodNo and the three keys."""
-
-    def rule(key_set: KmsKeySet) -> str | None:
-        missing = [f for f in MANDATORY_FIELDS if f not in key_set.fields]
-        missing += [k for k in KEY_ELEMENTS if k not in key_set.keys]
-        return f"missing {', '.join(missing)}" if missing else None
-
-    return _each(ctx, rule, "all mandatory fields present")
+    missing = [f for f in MANDATORY_FIELDS if f not in key_set.fields]
+    missing += [k for k in KEY_ELEMENTS if k not in key_set.keys]
+    return f"missing {', '.join(missing)}" if missing else None
 
 
-@check("keyset.versions", reqs=("REQ-091",), clause="D.3.5.1 schema")
-def versions(ctx: CheckContext) -> Finding:
+@check("keyset.versions")
+@verifies(versioned, KmsKeyProv, "1.0.0")
+def versions(ctx: CheckContext, _: KmsKeyProv) -> Finding:
     """KmsKeyProv/@Version is 1.0.0 and KmsKeySet/@Version 1.1.0 (absent means the fixed value)."""
-    prov = _key_prov(ctx)
-    if prov is None:
-        return skipped("no KmsKeyProv")
-    want_prov = ctx.profile.expected_versions.get("KmsKeyProv", "1.0.0")
-    got = prov.attr("Version")
-    if got is not None and got != want_prov:
-        return violation("KmsKeyProv has the wrong Version", want_prov, got)
-    want_set = ctx.profile.expected_versions.get("KmsKeySet", "1.1.0")
-
-    def rule(key_set: KmsKeySet) -> str | None:
-        value = key_set.attr("Version")
-        return None if value in (None, want_set) else f"Version {value}, expected {want_set}"
-
-    return _each(ctx, rule, "versions as fixed by the schema")
+    wanted = ctx.profile.expected_versions.get("KmsKeySet", "1.1.0")
+    rule = functools.partial(version_problem, wanted=wanted)
+    return _KEY_SETS.judge(ctx, rule, "versions as fixed by the schema")
 
 
-@check("keyset.kms-uri", reqs=("REQ-093",), clause="D.3.3.2")
+@check("keyset.kms-uri")
 def kms_uri_matches_certificate(ctx: CheckContext) -> Finding:
     """Key-set KmsUri equals the KmsUri of the Root certificate."""
     cert_uri = own_kms_uri(ctx)
@@ -123,7 +119,7 @@ def kms_uri_matches_certificate(ctx: CheckContext) -> Finding:
     return _each_field_equals(ctx, "KmsUri", cert_uri)
 
 
-@check("keyset.cert-uri", reqs=("REQ-093",), clause="D.3.3.2")
+@check("keyset.cert-uri")
 def cert_uri_matches_certificate(ctx: CheckContext) -> Finding:
     """Key-set CertUri, when present, equals the Root certificate's CertUri."""
     if ctx.init_certificate is None:
@@ -136,10 +132,10 @@ def cert_uri_matches_certificate(ctx: CheckContext) -> Finding:
             return None
         return f"CertUri {shorten(value)} but the Root certificate has {shorten(cert_uri)}"
 
-    return _each(ctx, rule, "CertUri consistent with the Root certificate")
+    return _KEY_SETS.judge(ctx, rule, "CertUri consistent with the Root certificate")
 
 
-@check("keyset.user-uri", reqs=("REQ-094",), clause="D.3.3.2")
+@check("keyset.user-uri")
 def user_uri(ctx: CheckContext) -> Finding:
     """Key-set UserUri is the identity that was provisioned."""
     if ctx.expected_user_uri is None:
@@ -147,7 +143,7 @@ def user_uri(ctx: CheckContext) -> Finding:
     return _each_field_equals(ctx, "UserUri", ctx.expected_user_uri)
 
 
-@check("keyset.key-period-current", reqs=("REQ-095",), clause="Annex F, D.3.1", inferred=True)
+@check("keyset.key-period-current")
 def key_period_current(ctx: CheckContext) -> Finding:
     """A plain keyprov provisions the key period of the request time (+-1 near a boundary)."""
     if ctx.request_instant is None:
@@ -177,7 +173,7 @@ def key_period_current(ctx: CheckContext) -> Finding:
     )
 
 
-@check("keyset.key-period-requested", reqs=("REQ-096", "REQ-007", "REQ-008"), clause="D.2")
+@check("keyset.key-period-requested")
 def key_period_requested(ctx: CheckContext) -> Finding:
     """A time-specific keyprov provisions the period containing that NTP time."""
     if ctx.requested_ntp is None:
@@ -195,7 +191,7 @@ def key_period_requested(ctx: CheckContext) -> Finding:
     return violation("no key set for the requested time's period", str(wanted), str(numbers))
 
 
-@check("keyset.user-id-encoding", reqs=("REQ-097",), clause="D.3.3.2", strength=Strength.SHOULD)
+@check("keyset.user-id-encoding")
 def user_id_encoding(ctx: CheckContext) -> Finding:
     """UserID uses the profile's encoding (base64 by default; hex accepted per profile)."""
     accepted = ctx.profile.user_id_encodings
@@ -214,10 +210,10 @@ def user_id_encoding(ctx: CheckContext) -> Finding:
             return f"UserID is {kind}; the profile expects {preferred}"
         return None
 
-    return _each(ctx, rule, f"UserID encoded as {preferred}")
+    return _KEY_SETS.judge(ctx, rule, f"UserID encoded as {preferred}")
 
 
-@check("keyset.uid", reqs=("REQ-097", "REQ-098"), clause="Annex F.2.1")
+@check("keyset.uid")
 @verifies(_period_parameters)
 def uid_matches_annex_f(ctx: CheckContext, parameters: tuple[int, int]) -> Finding:
     """UserID is the Annex F UID of (UserUri, KmsUri, UserKeyPeriod, UserKeyOffset, KeyPeriodNo)."""
@@ -235,29 +231,26 @@ def uid_matches_annex_f(ctx: CheckContext, parameters: tuple[int, int]) -> Findi
         diagnosis = _uid_diagnosis(key_set, got, period, offset)
         return f"UserID {got.hex()} is not the Annex F UID {expected.hex()}{diagnosis}"
 
-    return _each(ctx, rule, "UserID equals the Annex F UID")
+    return _KEY_SETS.judge(ctx, rule, "UserID equals the Annex F UID")
 
 
-@check("keyset.xsi-type", reqs=("REQ-103",), clause="D.3.5.1 schema")
-def key_xsi_type(ctx: CheckContext) -> Finding:
+@check("keyset.xsi-type")
+@_KEY_SETS.every("key elements typed with xsi:type")
+def key_xsi_type(ctx: CheckContext, key_set: KmsKeySet) -> str | None:
     """Key elements say their concrete type with xsi:type (KeyContentType or EncKeyContentType)."""
     strict = ctx.profile.require_xsi_type
-
-    def rule(key_set: KmsKeySet) -> str | None:
-        for name, content in key_set.keys.items():
-            declared = content.xsi_type
-            if declared is None:
-                if strict:
-                    return f"{name} has no xsi:type (the schema type is abstract)"
-                continue
-            if declared.local not in KEY_CONTENT_TYPES or declared.namespace != _namespace(ctx):
-                return _xsi_type_mismatch(name, content, declared, _namespace(ctx))
-            wants_encrypted = content.encrypted_key is not None
-            if (declared.local == "EncKeyContentType") != wants_encrypted:
-                return f"{name} xsi:type {declared.local} does not match its content"
-        return None
-
-    return _each(ctx, rule, "key elements typed with xsi:type")
+    for name, content in key_set.keys.items():
+        declared = content.xsi_type
+        if declared is None:
+            if strict:
+                return f"{name} has no xsi:type (the schema type is abstract)"
+            continue
+        if declared.local not in KEY_CONTENT_TYPES or declared.namespace != _namespace(ctx):
+            return _xsi_type_mismatch(name, content, declared, _namespace(ctx))
+        wants_encrypted = content.encrypted_key is not None
+        if (declared.local == "EncKeyContentType") != wants_encrypted:
+            return f"{name} xsi:type {declared.local} does not match its content"
+    return None
 
 
 def _xsi_type_mismatch(name: str, content: KeyContent, declared: QName, namespace: str) -> str:
@@ -283,27 +276,24 @@ def _qname_text(qname: QName) -> str:
     return f"{{{qname.namespace}}}{qname.local}" if qname.namespace else f"{{}}{qname.local}"
 
 
-@check("keyset.ssk-pvt-format", reqs=("REQ-099",), clause="RFC 6507 4.2, 5.1.1")
-def ssk_pvt_format(ctx: CheckContext) -> Finding:
+@check("keyset.ssk-pvt-format")
+@_KEY_SETS.every("SSK and PVT well formed")
+def ssk_pvt_format(ctx: CheckContext, key_set: KmsKeySet) -> str | None:
     """SSK is 32 octets with 0 < SSK < q; PVT is a 65-octet point on P-256."""
-
-    def rule(key_set: KmsKeySet) -> str | None:
-        ssk = _key_octets(key_set, "UserSigningKeySSK")
-        pvt = _key_octets(key_set, "UserPubTokenPVT")
-        for value in (ssk, pvt):
-            if isinstance(value, str):
-                return value
-        assert isinstance(ssk, bytes) and isinstance(pvt, bytes)
-        if len(ssk) != SSK_OCTETS or not 0 < int.from_bytes(ssk, "big") < eccsi.Q:
-            return f"UserSigningKeySSK is not a scalar in (0, q) of 32 octets ({len(ssk)} octets)"
-        if not eccsi.validate_public_auth_key(pvt):
-            return f"UserPubTokenPVT is not a P-256 point in 04||x||y form ({len(pvt)} octets)"
-        return None
-
-    return _each(ctx, rule, "SSK and PVT well formed")
+    ssk = _key_octets(key_set, "UserSigningKeySSK")
+    pvt = _key_octets(key_set, "UserPubTokenPVT")
+    for value in (ssk, pvt):
+        if isinstance(value, str):
+            return value
+    assert isinstance(ssk, bytes) and isinstance(pvt, bytes)
+    if len(ssk) != SSK_OCTETS or not 0 < int.from_bytes(ssk, "big") < eccsi.Q:
+        return f"UserSigningKeySSK is not a scalar in (0, q) of 32 octets ({len(ssk)} octets)"
+    if not eccsi.validate_public_auth_key(pvt):
+        return f"UserPubTokenPVT is not a P-256 point in 04||x||y form ({len(pvt)} octets)"
+    return None
 
 
-@check("keyset.eccsi", reqs=("REQ-100",), clause="RFC 6507 5.1.2")
+@check("keyset.eccsi")
 @verifies(_certificate_key, "PubAuthKey")
 def eccsi_keys_validate(ctx: CheckContext, kpak: bytes) -> Finding:
     """[SSK]G = KPAK + [HS]PVT with HS = SHA-256(G || KPAK || UID || PVT) and the raw UID."""
@@ -313,27 +303,24 @@ def eccsi_keys_validate(ctx: CheckContext, kpak: bytes) -> Finding:
 
     failure = "ECCSI validation fails: [SSK]G != KPAK + [HS]PVT for the certificate's PubAuthKey"
     rule = _validation_rule(("UserSigningKeySSK", "UserPubTokenPVT"), valid, "ECCSI", failure)
-    return _each(ctx, rule, "SSK/PVT validate against PubAuthKey")
+    return _KEY_SETS.judge(ctx, rule, "SSK/PVT validate against PubAuthKey")
 
 
-@check("keyset.rsk-format", reqs=("REQ-101",), clause="RFC 6508 6.1.1")
-def rsk_format(ctx: CheckContext) -> Finding:
+@check("keyset.rsk-format")
+@_KEY_SETS.every("RSK is a point on the SAKKE curve")
+def rsk_format(ctx: CheckContext, key_set: KmsKeySet) -> str | None:
     """UserDecryptKey is a 257-octet point on the SAKKE curve."""
-
-    def rule(key_set: KmsKeySet) -> str | None:
-        rsk = _key_octets(key_set, "UserDecryptKey")
-        if isinstance(rsk, str):
-            return rsk
-        try:
-            sakke.decode_point(rsk)
-        except CryptoError as exc:
-            return f"UserDecryptKey ({len(rsk)} octets) is not a SAKKE point: {exc}"
-        return None
-
-    return _each(ctx, rule, "RSK is a point on the SAKKE curve")
+    rsk = _key_octets(key_set, "UserDecryptKey")
+    if isinstance(rsk, str):
+        return rsk
+    try:
+        sakke.decode_point(rsk)
+    except CryptoError as exc:
+        return f"UserDecryptKey ({len(rsk)} octets) is not a SAKKE point: {exc}"
+    return None
 
 
-@check("keyset.sakke", reqs=("REQ-102",), clause="RFC 6508 6.1.2")
+@check("keyset.sakke")
 @verifies(_certificate_key, "PubEncKey")
 def sakke_rsk_validates(ctx: CheckContext, z: bytes) -> Finding:
     """<RSK, [UID]P + Z_T> = g for the certificate's PubEncKey and the raw UID."""
@@ -342,16 +329,14 @@ def sakke_rsk_validates(ctx: CheckContext, z: bytes) -> Finding:
         return _rsk_valid(z, identifier, rsk)
 
     failure = "SAKKE RSK validation fails: <RSK, [UID]P + Z> != g for the certificate's PubEncKey"
-    return _each(
+    return _KEY_SETS.judge(
         ctx,
         _validation_rule(("UserDecryptKey",), valid, "RSK", failure),
         "RSK validates against PubEncKey",
     )
 
 
-@check(
-    "keyset.validity", reqs=("REQ-106",), clause="D.3.3.2", strength=Strength.SHOULD, inferred=True
-)
+@check("keyset.validity")
 @verifies(_period_parameters)
 def validity_brackets_period(ctx: CheckContext, parameters: tuple[int, int]) -> Finding:
     """ValidFrom/ValidTo, when present, bracket the key period of KeyPeriodNo."""
@@ -379,41 +364,24 @@ def validity_brackets_period(ctx: CheckContext, parameters: tuple[int, int]) -> 
                 return f"ValidTo {valid_to} is before the period end {_iso(end)}"
         return None
 
-    return _each(ctx, rule, "validity brackets the key period")
+    return _KEY_SETS.judge(ctx, rule, "validity brackets the key period")
 
 
-@check("keyset.not-revoked", reqs=("REQ-107",), clause="D.3.3.2", strength=Strength.SHOULD)
-def not_revoked(ctx: CheckContext) -> Finding:
+@check("keyset.not-revoked")
+@_KEY_SETS.every("no key set revoked")
+def not_revoked(ctx: CheckContext, key_set: KmsKeySet) -> str | None:
     """Revoked, when present, is false for a freshly provisioned key set."""
-
-    def rule(key_set: KmsKeySet) -> str | None:
-        value = key_set.get("Revoked")
-        if value is None or value in ("false", "0"):
-            return None
-        return f"Revoked is {shorten(value)}"
-
-    return _each(ctx, rule, "no key set revoked")
+    value = key_set.get("Revoked")
+    if value is None or value in ("false", "0"):
+        return None
+    return f"Revoked is {shorten(value)}"
 
 
 # -- helpers ----------------------------------------------------------------------------
 
 
-def _key_prov(ctx: CheckContext) -> KmsKeyProv | None:
-    return message_content(ctx, KmsKeyProv)
-
-
 def _namespace(ctx: CheckContext) -> str:
     return ctx.response.namespace if ctx.response else KMS_NS
-
-
-def _each(ctx: CheckContext, rule: Callable[[KmsKeySet], str | None], summary: str) -> Finding:
-    prov = _key_prov(ctx)
-    key_sets = prov.key_sets if prov is not None else []
-
-    def label(index: int, _: KmsKeySet) -> str:
-        return f"key set {index}" if len(key_sets) > 1 else "key set"
-
-    return first_violation(key_sets, rule, label, "key set", summary)
 
 
 def _each_field_equals(ctx: CheckContext, name: str, expected: str) -> Finding:
@@ -423,14 +391,14 @@ def _each_field_equals(ctx: CheckContext, name: str, expected: str) -> Finding:
             return None
         return f"{name} is {shorten(value)}, expected {shorten(expected)}"
 
-    return replace(_each(ctx, rule, f"{name} is {expected}"), expected=expected)
+    return replace(_KEY_SETS.judge(ctx, rule, f"{name} is {expected}"), expected=expected)
 
 
 def _period_numbers(ctx: CheckContext) -> list[int] | Finding:
-    prov = _key_prov(ctx)
-    if prov is None or not prov.key_sets:
+    provisioned = _key_sets(ctx)
+    if not provisioned:
         return skipped("no key set to check")
-    numbers = [parse_int(k.get("KeyPeriodNo")) for k in prov.key_sets]
+    numbers = [parse_int(k.get("KeyPeriodNo")) for k in provisioned]
     if any(n is None for n in numbers):
         return violation("KeyPeriodNo missing or not an integer", "integer", str(numbers))
     return [n for n in numbers if n is not None]
@@ -456,10 +424,10 @@ def _decoded_user_id(key_set: KmsKeySet) -> bytes | str:
     text = key_set.get("UserID")
     if text is None:
         return "UserID missing"
-    try:
-        return uid.decode_user_id(text)
-    except CryptoError:
+    decoded = user_id_octets(key_set)
+    if decoded is None:
         return f"UserID {shorten(text)} is neither 64 hex digits nor base64 of 32 octets"
+    return decoded
 
 
 def _expected_uid(key_set: KmsKeySet, period: int, offset: int) -> bytes | str:

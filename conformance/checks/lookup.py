@@ -11,25 +11,24 @@ from conformance.checks.base import (
     Finding,
     check,
     content_name,
-    message_content,
     ok,
     shorten,
     skipped,
     violation,
 )
-from conformance.checks.verify import content_of, verifies
+from conformance.checks.verify import answered, carries, content_of, verifies
+from conformance.exchange import Exchange
 from conformance.model import KmsLookup
 
 
-@check("lookup.present", reqs=("REQ-012",), clause="D.3.1 (Rel-17)")
-def lookup_present(ctx: CheckContext) -> Finding:
+@check("lookup.present")
+@verifies(carries, KmsLookup)
+def lookup_present(ctx: CheckContext, _: KmsLookup) -> Finding:
     """KMS Lookup answers a KmsLookup in KmsMessage."""
-    if message_content(ctx, KmsLookup) is None:
-        return violation("no KmsLookup in the response", "KmsLookup", content_name(ctx))
     return ok("KmsLookup present")
 
 
-@check("lookup.user-uri", reqs=("REQ-012",), clause="D.3.1 (Rel-17)", inferred=True)
+@check("lookup.user-uri")
 @verifies(content_of, KmsLookup)
 def lookup_user_uri(ctx: CheckContext, found: KmsLookup) -> Finding:
     """KmsLookup/UserUri is the SIP URI that was looked up."""
@@ -41,7 +40,7 @@ def lookup_user_uri(ctx: CheckContext, found: KmsLookup) -> Finding:
     return ok(f"KmsLookup is for {wanted}")
 
 
-@check("lookup.kms-uri", reqs=("REQ-012",), clause="D.3.1 (Rel-17)", inferred=True)
+@check("lookup.kms-uri")
 @verifies(content_of, KmsLookup)
 def lookup_kms_uri(ctx: CheckContext, found: KmsLookup) -> Finding:
     """KmsLookup gives the KMS URI the PIXIT associates with the SIP URI."""
@@ -56,19 +55,11 @@ def lookup_kms_uri(ctx: CheckContext, found: KmsLookup) -> Finding:
     return ok(f"{sip_uri} belongs to {wanted}")
 
 
-@check(
-    "redirect.no-content",
-    reqs=("REQ-014", "REQ-013", "REQ-152"),
-    clause="seed CR (D.3.1)",
-    inferred=True,
-)
-def redirect_no_content(ctx: CheckContext) -> Finding:
+@check("redirect.no-content")
+@verifies(answered)
+def redirect_no_content(ctx: CheckContext, exchange: Exchange) -> Finding:
     """A successful redirect upload answers 2xx with no KmsMessage (no content)."""
-    exchange = ctx.exchange
-    if exchange is None:
-        return skipped("no HTTP exchange recorded (offline)")
-    if not exchange.answered or exchange.status is None:
-        return skipped(f"no HTTP answer: {exchange.error}")
+    assert exchange.status is not None  # answered() says so
     if not 200 <= exchange.status < 300:
         return violation("the upload was not accepted", "2xx", f"HTTP {exchange.status}")
     if not exchange.body.strip():

@@ -13,6 +13,7 @@ from conformance.checks.base import (
     CheckContext,
     Finding,
     check,
+    judge,
     ok,
     shorten,
     skipped,
@@ -28,6 +29,7 @@ from conformance.checks.security_support import (
     b64,
     claim_failure,
     claimed_protection,
+    encrypted_facts,
     encryption_facts,
     held,
     key_called,
@@ -39,8 +41,10 @@ from conformance.checks.security_support import (
     plaintext_schema_problem,
     protection_facts,
     signature_facts,
+    trk_id_names_another_key,
     unbacked_claim,
     user_keys,
+    with_key_id_element,
     wrapped_keys_finding,
 )
 from conformance.checks.verify import verifies
@@ -51,15 +55,10 @@ from conformance.protection import (
     SignatureFacts,
     WrappedKeyFacts,
 )
-from conformance.verdicts import Strength
 from conformance.xmlsec import xmldsig, xmlenc
 
 
-@check(
-    "security.expected-protection",
-    reqs=("REQ-061", "REQ-062", "REQ-124"),
-    clause="D.3.1, seed CR",
-)
+@check("security.expected-protection")
 def expected_protection(ctx: CheckContext) -> Finding:
     """The response is protected the way the KMS claims (PICS signing and encryption)."""
     if ctx.target is None:
@@ -96,7 +95,7 @@ def expected_protection(ctx: CheckContext) -> Finding:
     return ok(f"protected as claimed: {claimed}")
 
 
-@check("security.sig-algorithm", reqs=("REQ-120",), clause="D.1")
+@check("security.sig-algorithm")
 @verifies(signature_facts)
 def sig_algorithm(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     """The signature is HMAC-SHA256 with the full 256-bit output (32-octet SignatureValue)."""
@@ -126,7 +125,7 @@ def sig_algorithm(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     return ok("HMAC-SHA256, 256-bit SignatureValue")
 
 
-@check("security.sig-verifies", reqs=("REQ-121",), clause="D.3.1, seed CR")
+@check("security.sig-verifies")
 @verifies(signature_facts)
 def sig_verifies(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     """The signature verifies with the key Signature-ID names (the user's InK or TrK)."""
@@ -157,12 +156,7 @@ def sig_verifies(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     )
 
 
-@check(
-    "security.sig-covers-message",
-    reqs=("REQ-122",),
-    clause="Table D.3.1-1",
-    inferred=True,
-)
+@check("security.sig-covers-message")
 @verifies(signature_facts)
 def sig_covers_message(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     """The signature's Reference covers KmsMessage (KmsResponse or an ancestor is signed)."""
@@ -188,13 +182,7 @@ def sig_covers_message(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     return ok(f"{reference} covers KmsMessage (the signature does not verify: see sig-verifies)")
 
 
-@check(
-    "security.sig-digest-c14n",
-    reqs=("REQ-123",),
-    clause="D.1 (observed practice)",
-    strength=Strength.SHOULD,
-    inferred=True,
-)
+@check("security.sig-digest-c14n")
 @verifies(signature_facts)
 def sig_digest_c14n(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     """DigestMethod is SHA-256 and CanonicalizationMethod is Canonical XML 1.0."""
@@ -215,12 +203,11 @@ def sig_digest_c14n(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     return ok(f"SHA-256 digest, canonicalization {signature.c14n_method}")
 
 
-@check("security.sig-id", reqs=("REQ-062",), clause="D.3.1, seed CR")
+@check("security.sig-id")
 @verifies(signature_facts)
+@with_key_id_element("Signature-ID")
 def sig_id(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     """A signed response carries Signature-ID = the InK-ID if the user has an InK, else TrK-ID."""
-    if not ctx.profile.has_trk_id_elements:
-        return skipped(f"profile {ctx.profile.name} has no Signature-ID element")
     facts = protection_facts(ctx)
     assert facts is not None
     keys = user_keys(ctx)
@@ -250,7 +237,7 @@ def sig_id(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     )
 
 
-@check("security.sig-ink-over-trk", reqs=("REQ-063",), clause="D.3.1, seed CR")
+@check("security.sig-ink-over-trk")
 @verifies(signature_facts)
 def sig_ink_over_trk(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     """With an InK provisioned the KMS signs with the InK; with a TrK only, with the TrK."""
@@ -271,35 +258,31 @@ def sig_ink_over_trk(ctx: CheckContext, signature: SignatureFacts) -> Finding:
     return violation("the signature does not verify with the TrK", "TrK", "unknown key")
 
 
-@check(
-    "security.ids-absent-when-unprotected",
-    reqs=("REQ-064",),
-    clause="seed CR",
-    strength=Strength.SHOULD,
-    inferred=True,
-)
+@check("security.ids-absent-when-unprotected")
 @verifies(known_facts)
 def ids_absent_when_unprotected(ctx: CheckContext, facts: ProtectionFacts) -> Finding:
     """TrK-ID and Signature-ID appear only when encryption or a signature is applied."""
-    problem = unbacked_claim(ctx, facts)
-    if problem is not None:
-        return violation(problem, "no key ID element without its protection", problem)
-    return ok("no TrK-ID or Signature-ID without the protection it names")
+    return judge(
+        unbacked_claim(ctx, facts),
+        "no key ID element without its protection",
+        "no TrK-ID or Signature-ID without the protection it names",
+    )
 
 
-@check("security.claims-verify", reqs=("REQ-130",), clause="D.3.1", inferred=True)
+@check("security.claims-verify")
 @verifies(known_facts)
 def claims_verify(ctx: CheckContext, facts: ProtectionFacts) -> Finding:
     """A TrK-ID or Signature-ID comes with protection that verifies or decrypts."""
     if facts.trk_id_text is None and facts.signature_id_text is None:
         return skipped("no TrK-ID or Signature-ID in the response")
-    problem = unbacked_claim(ctx, facts) or claim_failure(ctx, facts)
-    if problem is not None:
-        return violation(problem, "every key ID claim backed by protection that opens", problem)
-    return ok("every TrK-ID/Signature-ID claim is backed by protection that opens")
+    return judge(
+        unbacked_claim(ctx, facts) or claim_failure(ctx, facts),
+        "every key ID claim backed by protection that opens",
+        "every TrK-ID/Signature-ID claim is backed by protection that opens",
+    )
 
 
-@check("security.enc-structure", reqs=("REQ-124",), clause="D.3.1, seed CR")
+@check("security.enc-structure")
 @verifies(encryption_facts)
 def enc_structure(ctx: CheckContext, encryption: EncryptionFacts) -> Finding:
     """The encrypted KmsMessage holds one xenc:EncryptedData, Type #Content, with CipherValue."""
@@ -330,7 +313,7 @@ def enc_structure(ctx: CheckContext, encryption: EncryptionFacts) -> Finding:
     return ok("KmsMessage holds one xenc:EncryptedData (Type #Content) with a CipherValue")
 
 
-@check("security.enc-algorithm", reqs=("REQ-125",), clause="D.3.1, seed CR")
+@check("security.enc-algorithm")
 @verifies(encryption_facts)
 def enc_algorithm(ctx: CheckContext, encryption: EncryptionFacts) -> Finding:
     """KmsMessage is AES-128-GCM encrypted (IV 12 || C || tag 16) and decrypts with the TrK."""
@@ -365,14 +348,11 @@ def enc_algorithm(ctx: CheckContext, encryption: EncryptionFacts) -> Finding:
     return ok(f"{encryption.algorithm.rpartition('#')[2]}; decrypts with the TrK")
 
 
-@check("security.enc-trk-id", reqs=("REQ-061",), clause="D.3.1 (Rel-17), seed CR")
-def enc_trk_id(ctx: CheckContext) -> Finding:
+@check("security.enc-trk-id")
+@verifies(encrypted_facts)
+@with_key_id_element("TrK-ID")
+def enc_trk_id(ctx: CheckContext, facts: ProtectionFacts) -> Finding:
     """An encrypted response carries TrK-ID, equal to the user's TrK-ID."""
-    facts = protection_facts(ctx)
-    if facts is None or not facts.encrypted:
-        return skipped("nothing in the response is encrypted")
-    if not ctx.profile.has_trk_id_elements:
-        return skipped(f"profile {ctx.profile.name} has no TrK-ID element")
     trk = user_keys(ctx).get("trk")
     expected = f"TrK-ID = {trk.key_id_b64}" if trk else "TrK-ID present"
     if facts.trk_id_text is None:
@@ -388,15 +368,13 @@ def enc_trk_id(ctx: CheckContext) -> Finding:
     if trk is None:
         return ok("TrK-ID present; the target file holds no TrK-ID to compare with")
     if facts.trk_id != trk.key_id:
-        return violation(
-            f"TrK-ID {shorten(facts.trk_id_text)} is not the user's TrK-ID {trk.key_id_b64}",
-            expected,
-            shorten(facts.trk_id_text),
+        return trk_id_names_another_key(
+            facts, f"is not the user's TrK-ID {trk.key_id_b64}", expected
         )
     return ok(f"TrK-ID names the user's TrK ({trk.key_id_b64})")
 
 
-@check("security.enc-keyinfo", reqs=("REQ-126",), clause="D.3.1, seed CR")
+@check("security.enc-keyinfo")
 @verifies(encryption_facts)
 def enc_keyinfo(ctx: CheckContext, encryption: EncryptionFacts) -> Finding:
     """EncryptedData KeyInfo/KeyName is the base64 TrK-ID, the same as the TrK-ID element."""
@@ -432,7 +410,7 @@ def enc_keyinfo(ctx: CheckContext, encryption: EncryptionFacts) -> Finding:
     return ok(f"EncryptedData KeyName is the TrK-ID ({shorten(encryption.key_name)})")
 
 
-@check("security.enc-plaintext", reqs=("REQ-127",), clause="D.3.1")
+@check("security.enc-plaintext")
 @verifies(encryption_facts)
 def enc_plaintext(ctx: CheckContext, encryption: EncryptionFacts) -> Finding:
     """The decrypted content is exactly one schema-valid message element for the request."""
@@ -471,7 +449,7 @@ def enc_plaintext(ctx: CheckContext, encryption: EncryptionFacts) -> Finding:
     return ok(f"the plaintext is one schema-valid {found[0]}")
 
 
-@check("security.key-wrap", reqs=("REQ-128",), clause="D.3.3, schema", inferred=True)
+@check("security.key-wrap")
 def key_wrap(ctx: CheckContext) -> Finding:
     """Each EncKeyContentType key is AES-key-wrapped and unwraps with the TrK to its length."""
     facts = protection_facts(ctx)
@@ -481,11 +459,7 @@ def key_wrap(ctx: CheckContext) -> Finding:
     return wrapped_keys_finding(ctx, keys, "EncKeyContentType key", lambda _: None)
 
 
-@check(
-    "security.new-keys",
-    reqs=("REQ-081", "REQ-108"),
-    clause="D.3.1, schema (KmsInitTkIkType, KmsKeyProvTkIkType)",
-)
+@check("security.new-keys")
 def new_keys(ctx: CheckContext) -> Finding:
     """A delivered NewTransportKey/NewIntegrityKey sits under the TkIk type and unwraps."""
     facts = protection_facts(ctx)

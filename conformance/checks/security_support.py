@@ -8,7 +8,9 @@ May import: checks.base, checks.verify, checks.envelope, protection, model, targ
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Callable
+from typing import TypeVar
 
 from conformance.checks.base import (
     CheckContext,
@@ -16,9 +18,10 @@ from conformance.checks.base import (
     first_violation,
     shorten,
     skipped,
+    violation,
 )
 from conformance.checks.envelope import EXPECTED_CONTENT, profile_schema_errors
-from conformance.checks.verify import present
+from conformance.checks.verify import Verifier, present
 from conformance.model import KmsKeyProv, KmsResponse
 from conformance.protection import (
     EncryptionFacts,
@@ -30,6 +33,8 @@ from conformance.protection import (
 from conformance.target import SymmetricKey
 from conformance.verdicts import Outcome
 from conformance.xmlsec import xmldsig, xmlenc
+
+_T = TypeVar("_T")
 
 KEY_LABELS = {"ink": "InK", "trk": "TrK"}
 NEW_KEY_MESSAGE_TYPES = {"KmsInit": "KmsInitTkIkType", "KmsKeyProv": "KmsKeyProvTkIkType"}
@@ -53,6 +58,30 @@ def signature_facts(ctx: CheckContext) -> SignatureFacts | Finding:
 def encryption_facts(ctx: CheckContext) -> EncryptionFacts | Finding:
     facts = known_facts(ctx)
     return facts if isinstance(facts, Finding) else present(facts.encryption, NOT_ENCRYPTED)
+
+
+def encrypted_facts(ctx: CheckContext) -> ProtectionFacts | Finding:
+    """The protection facts of a response in which something is encrypted."""
+    facts = protection_facts(ctx)
+    if facts is None or not facts.encrypted:
+        return skipped("nothing in the response is encrypted")
+    return facts
+
+
+def with_key_id_element(element: str) -> Callable[[Verifier[_T]], Verifier[_T]]:
+    """A verifier that judges only in a profile with the TrK-ID/Signature-ID elements; in
+    another it skips, saying the ``element`` it would have judged is not there."""
+
+    def join(verifier: Verifier[_T]) -> Verifier[_T]:
+        @functools.wraps(verifier)
+        def judged(ctx: CheckContext, subject: _T) -> Finding:
+            if not ctx.profile.has_trk_id_elements:
+                return skipped(f"profile {ctx.profile.name} has no {element} element")
+            return verifier(ctx, subject)
+
+        return judged
+
+    return join
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -142,6 +171,13 @@ def trk_id_without_encryption_accepted(ctx: CheckContext) -> bool:
     # A KMS that wraps keys one by one may name its TrK in every response, also in those
     # that carry no key (KmsInit, KmsCertCache): accepted when that is what it claims.
     return ctx.target is not None and ctx.target.pics.encryption == "keys"
+
+
+def trk_id_names_another_key(facts: ProtectionFacts, named: str, expected: str) -> Finding:
+    """The violation of a TrK-ID element that names a key other than ``expected``; ``named``
+    says which."""
+    text = shorten(facts.trk_id_text)
+    return violation(f"TrK-ID {text} {named}", expected, text)
 
 
 def unbacked_claim(ctx: CheckContext, facts: ProtectionFacts) -> str | None:

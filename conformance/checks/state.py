@@ -14,26 +14,41 @@ from __future__ import annotations
 from itertools import combinations
 from typing import Any
 
-from conformance.checks.base import CheckContext, Finding, check, ok, shorten, skipped, violation
-from conformance.checks.values import hex_octets
-from conformance.crypto import CryptoError, uid
-from conformance.model import KmsKeyProv, KmsKeySet, KmsResponse
+from conformance.checks.base import (
+    CheckContext,
+    Finding,
+    case_responses,
+    check,
+    key_octets,
+    key_sets,
+    ok,
+    shorten,
+    skipped,
+    user_id_octets,
+    violation,
+)
+from conformance.checks.security_support import (
+    encrypted_facts,
+    known_facts,
+    trk_id_names_another_key,
+)
+from conformance.checks.verify import verifies
 from conformance.protection import NEW_KEY_ELEMENTS, ProtectionFacts, unprotect
 from conformance.target import User
 
 PREVIOUS = "ue_previous"
-CURRENT_TRK_CLAUSE = "D.3.1 (seed CR): the TrK currently residing in the MC UE"
 
 
-@check("state.trk-current", reqs=("REQ-061", "REQ-125"), clause=CURRENT_TRK_CLAUSE)
+@check("state.trk-current")
 def trk_current(ctx: CheckContext) -> Finding:
     """After a TrK rotation the response is protected with, and names, the new TrK."""
-    facts, previous = _facts(ctx), _previous(ctx)
+    previous = _previous(ctx)
     held = ctx.user.trk if ctx.user is not None else None
     if previous is None or previous.trk == held or held is None:
         return skipped("the UE's TrK has not changed in this case")
-    if facts is None or not facts.encrypted:
-        return skipped("nothing in the response is encrypted")
+    facts = encrypted_facts(ctx)
+    if isinstance(facts, Finding):
+        return facts
     old = previous.trk
     assert old is not None
     expected = f"the TrK the UE holds now ({held.key_id_b64})"
@@ -48,24 +63,14 @@ def trk_current(ctx: CheckContext) -> Finding:
         return violation("does not decrypt with the TrK the UE holds", expected, "another key")
     if facts.trk_id is not None and facts.trk_id != held.key_id:
         named = "the old TrK" if facts.trk_id == old.key_id else "another key"
-        return violation(
-            f"TrK-ID {shorten(facts.trk_id_text)} names {named}, not the TrK the UE holds",
-            expected,
-            shorten(facts.trk_id_text),
-        )
+        return trk_id_names_another_key(facts, f"names {named}, not the TrK the UE holds", expected)
     return ok(f"protected with and naming the new TrK ({held.key_id_b64})")
 
 
-@check(
-    "state.delivery-protection",
-    reqs=("REQ-081", "REQ-108"),
-    clause="D.3.1; profile delivering_response_keys",
-)
-def delivery_protection(ctx: CheckContext) -> Finding:
+@check("state.delivery-protection")
+@verifies(known_facts)
+def delivery_protection(ctx: CheckContext, facts: ProtectionFacts) -> Finding:
     """The response delivering a new key is protected with the keys the UE could use then."""
-    facts = _facts(ctx)
-    if facts is None:
-        return skipped("no KmsResponse")
     wanted = ctx.params.get("delivers") or ()
     visible = any(k.element in NEW_KEY_ELEMENTS for k in facts.wrapped_keys)
     if not wanted and not visible:
@@ -96,12 +101,7 @@ def delivery_protection(ctx: CheckContext) -> Finding:
     return ok(f"the delivering response is protected as the UE can read it ({mode} keys)")
 
 
-@check(
-    "state.old-trk-id",
-    reqs=("REQ-129",),
-    clause="D.2.2 (inferred); profile old_trk_id_after_rotation",
-    inferred=True,
-)
+@check("state.old-trk-id")
 def old_trk_id(ctx: CheckContext) -> Finding:
     """A request naming the TrK held before a rotation is served under it, or refused."""
     previous = _previous(ctx)
@@ -140,13 +140,13 @@ def old_trk_id(ctx: CheckContext) -> Finding:
     )
 
 
-@check("state.rsks-differ", reqs=("REQ-104", "REQ-105"), clause="RFC 6508 6.1.1, Annex F")
+@check("state.rsks-differ")
 def rsks_differ(ctx: CheckContext) -> Finding:
     """Key sets with different UIDs (other key periods) carry different RSKs."""
     sets: dict[bytes, tuple[str, bytes]] = {}
-    for response in _responses(ctx):
-        for key_set in _key_sets(response):
-            user_id, rsk = _user_id(key_set), _rsk(key_set)
+    for response in case_responses(ctx):
+        for key_set in key_sets(response):
+            user_id, rsk = user_id_octets(key_set), key_octets(key_set, "UserDecryptKey")
             if user_id is not None and rsk is not None:
                 sets.setdefault(user_id, (key_set.get("KeyPeriodNo") or "?", rsk))
     if len(sets) < 2:
@@ -165,14 +165,6 @@ def rsks_differ(ctx: CheckContext) -> Finding:
 # -- helpers ----------------------------------------------------------------------------
 
 
-def _facts(ctx: CheckContext) -> ProtectionFacts | None:
-    if isinstance(ctx.protection, ProtectionFacts):
-        return ctx.protection
-    if ctx.raw is None:
-        return None
-    return unprotect(ctx.raw, ctx.user, ctx.profile)[1]
-
-
 def _previous(ctx: CheckContext) -> User | None:
     value: Any = ctx.params.get(PREVIOUS)
     return value if isinstance(value, User) else None
@@ -183,31 +175,3 @@ def _opens(facts: ProtectionFacts) -> bool:
     if facts.encryption is not None and not facts.encryption.decrypted:
         return False
     return all(k.unwrapped for k in facts.wrapped_keys if k.has_encrypted_key)
-
-
-def _responses(ctx: CheckContext) -> list[KmsResponse]:
-    earlier = [getattr(item, "response", None) for item in ctx.history]
-    return [r for r in [*earlier, ctx.response] if isinstance(r, KmsResponse)]
-
-
-def _key_sets(response: KmsResponse) -> list[KmsKeySet]:
-    message = response.kms_message
-    content = message.content if message is not None else None
-    return list(content.key_sets) if isinstance(content, KmsKeyProv) else []
-
-
-def _rsk(key_set: KmsKeySet) -> bytes | None:
-    content = key_set.keys.get("UserDecryptKey")
-    if content is None:
-        return None
-    return content.plaintext if content.plaintext is not None else hex_octets(content.text)
-
-
-def _user_id(key_set: KmsKeySet) -> bytes | None:
-    text = key_set.get("UserID")
-    if text is None:
-        return None
-    try:
-        return uid.decode_user_id(text)
-    except CryptoError:
-        return None

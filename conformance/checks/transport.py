@@ -8,14 +8,13 @@ from conformance.checks.base import CheckContext, Finding, check, ok, shorten, s
 from conformance.checks.errors import key_material
 from conformance.checks.verify import successful, verifies
 from conformance.exchange import Exchange
-from conformance.verdicts import Strength
 
 XML_TYPES = ("application/xml", "text/xml")
 MINIMUM_TLS = (1, 2)
 TLS_VERSION = re.compile(r"TLS\s*v?(\d+)(?:\.(\d+))?", re.IGNORECASE)
 
 
-@check("transport.content-type-xml", reqs=("REQ-020",), clause="D.3.1")
+@check("transport.content-type-xml")
 @verifies(successful)
 def content_type_xml(ctx: CheckContext, exchange: Exchange) -> Finding:
     """A successful response with a body is labelled as XML (application/xml, text/xml, +xml)."""
@@ -31,13 +30,7 @@ def content_type_xml(ctx: CheckContext, exchange: Exchange) -> Finding:
     )
 
 
-@check(
-    "transport.cache-control",
-    reqs=("REQ-021",),
-    clause="(good practice)",
-    strength=Strength.SHOULD,
-    inferred=True,
-)
+@check("transport.cache-control")
 @verifies(successful)
 def cache_control(ctx: CheckContext, exchange: Exchange) -> Finding:
     """A successful response says Cache-Control: no-store (or private, no-cache)."""
@@ -52,7 +45,7 @@ def cache_control(ctx: CheckContext, exchange: Exchange) -> Finding:
     )
 
 
-@check("transport.tls", reqs=("REQ-001",), clause="D.1")
+@check("transport.tls")
 def tls(ctx: CheckContext) -> Finding:
     """The exchange ran over TLS 1.2 or newer."""
     if ctx.exchange is None:
@@ -70,7 +63,7 @@ def tls(ctx: CheckContext) -> Finding:
     return ok(f"{facts.version}, {facts.cipher or 'cipher not recorded'}")
 
 
-@check("transport.http-refused", reqs=("REQ-001",), clause="D.1")
+@check("transport.http-refused")
 def http_refused(ctx: CheckContext) -> Finding:
     """A plain-HTTP request yields no key material (refused, redirected or an error)."""
     if ctx.exchange is None:
