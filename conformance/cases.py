@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from conformance.checks import REGISTRY, certchange  # noqa: F401 (registers its checks)
+from conformance.checks import REGISTRY
 from conformance.datafiles import data_dir
 from conformance.target import Target
 from conformance.uestate import BINDING_NAMES, binding_names
