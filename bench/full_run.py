@@ -2,7 +2,7 @@
 
 1. Wall time of ``kms-conformance run`` against the embedded reference KMS, as a user
    starts it (a subprocess; median of three), serially and with ``-n 2`` (two concurrent
-   lanes, forked processes, conformance/lanes.py), with the CPU time of each.
+   lanes, forked processes, conformance/run/lanes.py), with the CPU time of each.
 2. Serial runs in this process, one with CPU-time charging of the harness's entry points
    (crypto, XML parsing and schema validation, HTTP and TLS, checks, reports with
    redaction, evidence and the Allure files; the rest is pytest, start-up and glue), user
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "conformance.cli", "run"]
+CLI = [sys.executable, "-m", "conformance.run.cli", "run"]
 RUNS = 3
 TARGET_S = 4.0  # issue 15 (issue 7 asked for 30 s)
 TARGET_SPEEDUP = 1.3  # issue 15, -n 2 on loopback
@@ -87,7 +87,7 @@ def _not_passed(out: Path, stderr: bytes) -> list[str]:
 
 def _in_process(charges: _Charges | None = None) -> tuple[float, float, int]:
     """One serial run in this process: (harness CPU s, reference KMS CPU s, exit status)."""
-    from conformance.runcmd import RunOptions, run
+    from conformance.run.runcmd import RunOptions, run
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu0 = time.process_time()
@@ -120,15 +120,15 @@ ENTRY_POINTS: dict[str, tuple[str, ...]] = {
         "conformance.xmlsec.xmldsig:verify",
     ),
     "XML parsing and schema validation": (
-        "conformance.xmlsafe:parse_xml",
-        "conformance.model:parse_response",
+        "conformance.core.xmlsafe:parse_xml",
+        "conformance.model.messages:parse_response",
         "conformance.profiles.profile:load_schema",
         "conformance.checks.envelope:schema_errors",
     ),
-    "HTTP and TLS (probe, httpx, ssl)": ("conformance.probe:Probe._exchange",),
+    "HTTP and TLS (probe, httpx, ssl)": ("conformance.probe.sender:Probe._exchange",),
     "checks and engine": (
         "conformance.checks.base:run_check",
-        "conformance.engine:Runner.run_case",
+        "conformance.run.engine:Runner.run_case",
     ),
     REPORTS: (
         "conformance.report:write_reports",
@@ -273,7 +273,7 @@ def main() -> None:
         f"subprocess, median of {RUNS} runs each (wall time, and the CPU time of the harness",
         "and reference KMS processes); then serial runs in-process (one warm-up, one timed",
         "for CPU, one with CPU time charged per part). `-n 2` runs two concurrent lanes,",
-        "processes forked from the run (conformance/lanes.py). Outputs are written under",
+        "processes forked from the run (conformance/run/lanes.py). Outputs are written under",
         "reports/.",
         "",
         "| Measure | Value | Target | Met |",

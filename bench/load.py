@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from conformance.crypto import sakke
-from conformance.runcmd import embedded_kms
+from conformance.run.runcmd import embedded_kms
 
 USERS = 16
 RUN_TIME = "8s"
 DISTINCT_UES = 200  # the every-answer-checked rows: one keyprov per UE, no repeated key set
 SCENARIO = "rekey"
-CLI = [sys.executable, "-m", "conformance.cli", "load"]
+CLI = [sys.executable, "-m", "conformance.run.cli", "load"]
 KEYSETS = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "keysets.json"
 
 

@@ -45,7 +45,7 @@ def _time(target: Path, extra: list[str], proxy: LatencyProxy) -> dict[str, floa
             cpu0 = _cpu()
             opened = proxy.connections
             started = time.perf_counter()
-            argv = [sys.executable, "-m", "conformance.cli", "run", "--target", str(target)]
+            argv = [sys.executable, "-m", "conformance.run.cli", "run", "--target", str(target)]
             done = subprocess.run(
                 [*argv, "--output", out, *extra],
                 capture_output=True,
@@ -76,7 +76,7 @@ def _time(target: Path, extra: list[str], proxy: LatencyProxy) -> dict[str, floa
 
 
 def main() -> None:
-    from conformance.runcmd import embedded_kms
+    from conformance.run.runcmd import embedded_kms
 
     with embedded_kms([]) as (target_file, _label):
         text = target_file.read_text()

@@ -3,7 +3,7 @@
 The responses are built once, untimed, with the reference KMS's own code (refkms.keys issues
 the key sets, refkms.messages writes the XML) into a temporary directory: one KMS with 1000
 users, and a certificate cache of 1000 partner KMSs with their own keys. Each (backend,
-kind, size) is then checked by ``conformance.offline.check_file`` (the code path of
+kind, size) is then checked by ``conformance.run.offline.check_file`` (the code path of
 ``kms-conformance check FILE --init INIT``) in a fresh subprocess, which reports its wall
 time and its peak resident memory (ru_maxrss). Prints a Markdown section for
 bench/RESULTS.md.
@@ -79,8 +79,8 @@ def main() -> None:
 
 
 def _child(file: Path, init: Path) -> None:
-    from conformance.offline import check_file
-    from conformance.verdicts import Outcome
+    from conformance.run.offline import check_file
+    from conformance.verdicts.outcomes import Outcome
 
     # CPU time, not wall time: the bench shares two cores with whatever else runs.
     start = time.process_time()
@@ -224,8 +224,8 @@ def _markdown(rows: list[dict[str, object]], primitives: dict[str, float], gener
     lines = [
         "## scale: kms-conformance check on large responses",
         "",
-        f"Command: `{COMMAND}`: `conformance.offline.check_file(FILE, init_file=INIT)` (the code "
-        "of `kms-conformance check FILE --init INIT`) in a fresh subprocess per row; time is "
+        f"Command: `{COMMAND}`: `conformance.run.offline.check_file(FILE, init_file=INIT)` (the "
+        "code of `kms-conformance check FILE --init INIT`) in a fresh subprocess per row; time is "
         "the CPU time of that call (time.process_time, imports excluded; rows under "
         f"{CHEAP_S:.0f} s are run {REPEATS} times and the least time kept), peak memory is "
         "the subprocess's ru_maxrss "

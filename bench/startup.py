@@ -23,7 +23,7 @@ HEAVY = ("pytest", "xmlschema", "jsonschema", "httpx", "jinja2", "allure", "geve
 
 
 def _argv(command: list[str]) -> list[str]:
-    return [sys.executable, "-m", "conformance.cli", *command]
+    return [sys.executable, "-m", "conformance.run.cli", *command]
 
 
 def _times(command: list[str]) -> tuple[list[float], list[float]]:
@@ -43,7 +43,7 @@ def _times(command: list[str]) -> tuple[list[float], list[float]]:
 def _imported(command: list[str]) -> list[str]:
     """Top-level packages the command imports, of those known to be heavy."""
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "conformance.cli", *command],
+        [sys.executable, "-X", "importtime", "-m", "conformance.run.cli", *command],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -29,12 +29,12 @@ from probe_support.kms import ServedKms, serving_kms
 from probe_support.servers import fixed, http_response, raw_server
 from probe_support.tls import TEST_VALIDITY, make_pki
 
-from conformance.cases import load_catalogue
-from conformance.engine import Runner
-from conformance.probe import Probe
+from conformance.catalogue.cases import load_catalogue
+from conformance.probe.sender import Probe
 from conformance.profiles import get_profile
-from conformance.target import TargetFileError, load_target
-from conformance.verdicts import Verdict
+from conformance.run.engine import Runner
+from conformance.target.file import TargetFileError, load_target
+from conformance.verdicts.outcomes import Verdict
 from refkms.tls import issue_ca, issue_certificate, write_ca_file, write_certificate_files
 
 IDENTITY = "X-3GPP-Asserted-Identity"
@@ -200,7 +200,7 @@ def test_fixed_headers_are_sent_and_secret_ones_redacted(tmp_path: Path) -> None
             [
                 sys.executable,
                 "-m",
-                "conformance.cli",
+                "conformance.run.cli",
                 "run",
                 "--target",
                 str(target),
@@ -394,7 +394,7 @@ def test_a_missing_passphrase_variable_is_a_target_file_error(tmp_path: Path) ->
 
 def test_target_template_is_a_loadable_commented_minimal_file(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "conformance.cli", "target", "--template"],
+        [sys.executable, "-m", "conformance.run.cli", "target", "--template"],
         capture_output=True,
         text=True,
         check=False,
@@ -417,7 +417,7 @@ def test_target_template_is_a_loadable_commented_minimal_file(tmp_path: Path) ->
         assert f"# {pics} = " in text, pics
     path = tmp_path / "kms.toml"
     written = subprocess.run(
-        [sys.executable, "-m", "conformance.cli", "target", "--template", "-o", str(path)],
+        [sys.executable, "-m", "conformance.run.cli", "target", "--template", "-o", str(path)],
         capture_output=True,
         text=True,
         check=False,
@@ -427,7 +427,7 @@ def test_target_template_is_a_loadable_commented_minimal_file(tmp_path: Path) ->
     target = load_target(path, environ={"KMS_TOKEN": "t"})
     assert target.users[0].uri == "sip:alice@example.org" and target.bearer
     again = subprocess.run(
-        [sys.executable, "-m", "conformance.cli", "target", "--template", "-o", str(path)],
+        [sys.executable, "-m", "conformance.run.cli", "target", "--template", "-o", str(path)],
         capture_output=True,
         text=True,
         check=False,

@@ -24,10 +24,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from conformance import bundle as bundle_mod
+from conformance.run import bundle as bundle_mod
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "conformance.cli"]
+CLI = [sys.executable, "-m", "conformance.run.cli"]
 CASES = ("INIT-CERT-001", "CERT-UNKNOWN-001")
 FAULT = "cert-unknown-answered-200"
 WAIVER = (

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from probe_support.kms import serving_kms
 
-from conformance.exchange import Exchange
-from conformance.probe import Probe
+from conformance.core.exchange import Exchange
+from conformance.probe.sender import Probe
 from conformance.profiles import get_profile
 
 REQUESTS = {
@@ -49,7 +49,7 @@ def captured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Exc
 
 def check(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "conformance.cli", "check", *map(str, args)],
+        [sys.executable, "-m", "conformance.run.cli", "check", *map(str, args)],
         capture_output=True,
         text=True,
         check=False,
@@ -201,7 +201,7 @@ def test_the_evidence_of_a_real_run_can_be_checked(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "conformance.cli",
+                "conformance.run.cli",
                 "run",
                 "--target",
                 str(kms.target_file),

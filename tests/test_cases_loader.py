@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.cases import (
+from conformance.catalogue.cases import (
     CaseFileError,
     catalogue_dir,
     compile_pics,
@@ -16,7 +16,7 @@ from conformance.cases import (
     pics_applies,
     select,
 )
-from conformance.target import load_target
+from conformance.target.file import load_target
 
 GOOD = """\
 area: keyprov

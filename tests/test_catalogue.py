@@ -18,7 +18,7 @@ import jsonschema
 import pytest
 import yaml
 
-from conformance.cases import AREAS
+from conformance.catalogue.cases import AREAS
 from conformance.checks import REGISTRY
 from refkms.faults import FAULTS
 

@@ -24,7 +24,7 @@ import pytest
 from lxml import etree
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "conformance.cli"]
+CLI = [sys.executable, "-m", "conformance.run.cli"]
 CASES = ("INIT-CERT-001", "CERT-OWN-001", "CERT-UNKNOWN-001", "KEYPROV-UID-001")
 FAULT = "cert-unknown-answered-200"
 WAIVED = """

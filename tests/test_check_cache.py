@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from conformance.checks import CheckContext, certificate, keyset, run_check
+from conformance.core.xmlsafe import parse_xml
 from conformance.crypto import eccsi, sakke
-from conformance.model import KMS_NS, KmsCertificate, KmsInit, parse_response
+from conformance.model.messages import KMS_NS, KmsCertificate, KmsInit, parse_response
 from conformance.profiles import get_profile
-from conformance.verdicts import Outcome
-from conformance.xmlsafe import parse_xml
+from conformance.verdicts.outcomes import Outcome
 
 KEYSETS = json.loads((Path(__file__).parent / "vectors" / "keysets.json").read_text())["keysets"]
 STREAMWIDE = {k["name"]: k for k in KEYSETS if k["name"].startswith("streamwide-v5-")}

@@ -12,7 +12,7 @@ PEER = Path(os.environ["KMS_CONFORMANCE_SHARED"]) / "peer-samples" / "streamwide
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-W", "error", "-m", "conformance.cli", "check", *args],
+        [sys.executable, "-W", "error", "-m", "conformance.run.cli", "check", *args],
         capture_output=True,
         text=True,
         check=False,

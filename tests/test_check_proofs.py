@@ -24,14 +24,14 @@ from check_proofs import FAULT_PROOFS
 from lxml import etree
 from probe_support.kms import serving_kms
 
-from conformance.cases import Case, Step
+from conformance.catalogue.cases import Case, Step
 from conformance.checks import REGISTRY
-from conformance.engine import Runner
-from conformance.exchange import Exchange
-from conformance.model import DS_NS, KMS_NS, XSI_NS
+from conformance.core.exchange import Exchange
+from conformance.core.xmlsafe import parse_xml
+from conformance.model.messages import DS_NS, KMS_NS, XSI_NS
 from conformance.profiles import get_profile
-from conformance.verdicts import CheckResult, Outcome
-from conformance.xmlsafe import parse_xml
+from conformance.run.engine import Runner
+from conformance.verdicts.outcomes import CheckResult, Outcome
 from conformance.xmlsec import xmldsig
 from refkms.faults import FAULTS
 

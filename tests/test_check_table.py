@@ -8,7 +8,7 @@ import pytest
 
 from conformance.checks import REGISTRY, CheckContext, Finding, HarnessError, base
 from conformance.checks.base import CheckMetadata, check, load_metadata, ok
-from conformance.verdicts import Strength
+from conformance.verdicts.outcomes import Strength
 
 
 def _judge(ctx: CheckContext) -> Finding:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from conformance.checks import REGISTRY, CheckContext, run_check
-from conformance.model import KMS_NS, KmsCertificate, KmsInit, KmsResponse, parse_response
+from conformance.core.xmlsafe import parse_xml
+from conformance.model.messages import KMS_NS, KmsCertificate, KmsInit, KmsResponse, parse_response
 from conformance.profiles import get_profile
-from conformance.verdicts import Outcome
-from conformance.xmlsafe import parse_xml
+from conformance.verdicts.outcomes import Outcome
 
 PEER = Path(os.environ["KMS_CONFORMANCE_SHARED"]) / "peer-samples" / "streamwide-sw_mikey_sakke"
 VECTORS = Path(__file__).parent / "vectors" / "keysets.json"

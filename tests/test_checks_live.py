@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 
 from conformance.checks import CheckContext, run_check
-from conformance.exchange import Exchange, RecordedRequest, TlsFacts
-from conformance.model import KMS_NS, KmsResponse, parse_response
+from conformance.core.exchange import Exchange, RecordedRequest, TlsFacts
+from conformance.core.xmlsafe import parse_xml
+from conformance.model.messages import KMS_NS, KmsResponse, parse_response
 from conformance.profiles import get_profile
-from conformance.target import (
+from conformance.target.file import (
     LookupEntry,
     NegativeTokens,
     Pics,
@@ -28,8 +29,7 @@ from conformance.target import (
     Target,
     TargetSettings,
 )
-from conformance.verdicts import Outcome
-from conformance.xmlsafe import parse_xml
+from conformance.verdicts.outcomes import Outcome
 
 BASE = "https://kms.example.org/keymanagement/identity/v1"
 UE = "sip:user@example.org"

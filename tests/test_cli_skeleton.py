@@ -6,7 +6,7 @@ import sys
 
 def test_help_lists_every_subcommand() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "conformance.cli", "--help"], capture_output=True, text=True
+        [sys.executable, "-m", "conformance.run.cli", "--help"], capture_output=True, text=True
     )
     assert out.returncode == 0
     for name in ("run", "list", "explain", "check", "serve", "faults", "replay"):

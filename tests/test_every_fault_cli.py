@@ -19,7 +19,7 @@ import pytest
 
 FAULTS: list[dict[str, Any]] = json.loads(
     subprocess.run(
-        [sys.executable, "-m", "conformance.cli", "faults", "--json"],
+        [sys.executable, "-m", "conformance.run.cli", "faults", "--json"],
         capture_output=True,
         text=True,
         check=True,
@@ -53,7 +53,7 @@ def test_run_embedded_fault_shows_the_fault(fault: dict[str, Any], tmp_path: Pat
         [
             sys.executable,
             "-m",
-            "conformance.cli",
+            "conformance.run.cli",
             "run",
             "--output",
             str(out),

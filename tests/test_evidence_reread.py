@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from conformance import offline
-from conformance.runcmd import embedded_kms
-from conformance.target import load_target
+from conformance.run import offline
+from conformance.run.runcmd import embedded_kms
+from conformance.target.file import load_target
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "conformance.cli"]
+CLI = [sys.executable, "-m", "conformance.run.cli"]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 CASES = ["INIT-*", "KEYPROV-*", "ERR-AUTH-*", "CERTCACHE-BASIC-*"]
 MODES = {

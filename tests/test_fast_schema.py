@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from conformance.core.xmlsafe import XmlRejected, parse_xml
 from conformance.profiles import get_profile, load_fast_schema, load_schema
-from conformance.xmlsafe import XmlRejected, parse_xml
 
 ROOT = Path(__file__).resolve().parent
 SHARED = Path(os.environ["KMS_CONFORMANCE_SHARED"])

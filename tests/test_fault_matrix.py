@@ -25,12 +25,12 @@ from typing import Any
 import pytest
 from check_proofs import FAULT_PROOFS
 
-from conformance.cases import Case, load_catalogue
-from conformance.engine import Runner
+from conformance.catalogue.cases import Case, load_catalogue
 from conformance.profiles import get_profile
-from conformance.results import CaseResult
-from conformance.target import Target, load_target
-from conformance.verdicts import CheckResult, Outcome, Verdict, fold_checks
+from conformance.run.engine import Runner
+from conformance.target.file import Target, load_target
+from conformance.verdicts.outcomes import CheckResult, Outcome, Verdict, fold_checks
+from conformance.verdicts.results import CaseResult
 from refkms.config import config_from_mapping
 from refkms.domain import Domain
 from refkms.faults import FAULTS, WARNING_ONLY, ActiveFaults, Fault, detection
@@ -320,7 +320,7 @@ MODES: dict[str, tuple[str, dict[str, Any]]] = {
         "ts33180-r17",
         {"protection": {"encryption": "keys", "rotate_trk": True, "rotate_ink": True}},
     ),
-    # The KMS's own certificate replaced and restored by ROT-CERT-* (conformance/control.py):
+    # The KMS's own certificate replaced and restored by ROT-CERT-* (conformance/run/control.py):
     # every case after them still passes against the run-wide certificate.
     "r17-cert-rotation": ("ts33180-r17", {"kms_cert_rotation": True}),
 }

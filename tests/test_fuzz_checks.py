@@ -3,7 +3,7 @@
 The bases are valid responses of the reference KMS in every protection variant, fetched
 once per session over loopback HTTPS (``fuzz_support.fetch_bases``), plus the saved
 reference-KMS samples. Each property feeds mutants to the offline check code path,
-``conformance.offline.check_file``, with the variant's target file (TrK/InK) and the
+``conformance.run.offline.check_file``, with the variant's target file (TrK/InK) and the
 init response, and says what a user must see:
 
 - the check never raises anything but ``UsageError`` (one line) and always gives results;
@@ -43,8 +43,8 @@ from fuzz_support import (
 from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 
-from conformance import offline
-from conformance.verdicts import CheckResult, Outcome
+from conformance.run import offline
+from conformance.verdicts.outcomes import CheckResult, Outcome
 
 VARIANT_NAMES = ("plain", "signed", "message", "message-signed", "keys", "keys-signed")
 SCALE = float(os.environ.get("FUZZ_EXAMPLES_SCALE", "1"))
@@ -265,7 +265,7 @@ def test_cli_check_on_corpus_files_exits_cleanly(bench: Workbench) -> None:
         if request_type is not None:
             args += ["--request-type", request_type]
         running[name] = subprocess.Popen(
-            [sys.executable, "-m", "conformance.cli", "check", *args],
+            [sys.executable, "-m", "conformance.run.cli", "check", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -17,9 +17,9 @@ import pytest
 from lxml import etree
 from probe_support.kms import ServedKms, serving_kms
 
-from conformance.offline import check_file
-from conformance.probe import Probe
+from conformance.probe.sender import Probe
 from conformance.profiles import get_profile
+from conformance.run.offline import check_file
 
 HEX_ELEMENTS = ("UserDecryptKey", "UserSigningKeySSK", "UserPubTokenPVT", "PubEncKey", "PubAuthKey")
 TIME_ELEMENTS = ("Time", "ValidFrom", "ValidTo")

@@ -23,15 +23,21 @@ from pathlib import Path
 import pytest
 from test_fault_matrix import run_cases, served
 
-from conformance.cases import CaseFileError, _schema, catalogue_dir, load_catalogue, load_file
-from conformance.engine import Runner
+from conformance.catalogue.cases import (
+    CaseFileError,
+    _schema,
+    catalogue_dir,
+    load_catalogue,
+    load_file,
+)
 from conformance.profiles import get_profile
-from conformance.results import case_from_wire, case_to_wire
-from conformance.target import Target, load_target
-from conformance.verdicts import Verdict
+from conformance.run.engine import Runner
+from conformance.target.file import Target, load_target
+from conformance.verdicts.outcomes import Verdict
+from conformance.verdicts.results import case_from_wire, case_to_wire
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "conformance.cli"]
+CLI = [sys.executable, "-m", "conformance.run.cli"]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 CATALOGUE = {c.id: c for c in load_catalogue()}
 CERT_CASES = [CATALOGUE["ROT-CERT-001"], CATALOGUE["ROT-CERT-002"]]
@@ -285,7 +291,7 @@ def test_serve_cert_rotation_claims_the_pics_and_names_the_command(tmp_path: Pat
 def test_pytest_xdist_refuses_state_changes_it_cannot_run_alone(tmp_path: Path) -> None:
     state = tmp_path / "kms"
     with served(state, "ts33180-r17", ROTATING):
-        argv = [sys.executable, "-m", "pytest", "-p", "conformance.plugin", "-p", "xdist"]
+        argv = [sys.executable, "-m", "pytest", "-p", "conformance.run.plugin", "-p", "xdist"]
         argv += ["--kms-target", str(state / "target.toml"), str(catalogue_dir())]
         argv += ["-n", "2", "-q", "-p", "no:cacheprovider", "--rootdir", str(catalogue_dir())]
         argv += ["-k", "ROT-CERT or KEYPROV-SAKKE-001"]

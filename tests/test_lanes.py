@@ -1,4 +1,4 @@
-"""Concurrent lanes (`kms-conformance run -n N`, conformance/lanes.py) and the lane rule.
+"""Concurrent lanes (`kms-conformance run -n N`, conformance/run/lanes.py) and the lane rule.
 
 The rule (testcases/FORMAT.md, "Concurrency"): a serial group runs in catalogue order
 without overlap; a case with ``changes_state: true`` overlaps with no other case; the rest
@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from conformance.cases import Case, load_catalogue
-from conformance.lanes import LANES_ENV, ForkLanes, Lanes, can_fork, segments
-from conformance.results import CaseResult
-from conformance.runcmd import embedded_kms
-from conformance.verdicts import Verdict
+from conformance.catalogue.cases import Case, load_catalogue
+from conformance.run.lanes import LANES_ENV, ForkLanes, Lanes, can_fork, segments
+from conformance.run.runcmd import embedded_kms
+from conformance.verdicts.outcomes import Verdict
+from conformance.verdicts.results import CaseResult
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "conformance.cli"]
+CLI = [sys.executable, "-m", "conformance.run.cli"]
 
 
 def _cases(*specs: tuple[str, str, bool]) -> list[Case]:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance.runcmd import embedded_kms
+from conformance.run.runcmd import embedded_kms
 
-CLI = [sys.executable, "-m", "conformance.cli"]
+CLI = [sys.executable, "-m", "conformance.run.cli"]
 TIMEOUT_S = 90
 
 
@@ -231,7 +231,7 @@ def test_a_broken_user_pattern_is_exit_2_naming_the_key(tmp_path: Path) -> None:
 def test_run_and_the_cli_never_import_locust_or_gevent(tmp_path: Path) -> None:
     script = (
         "import sys\n"
-        "from conformance import cli\n"
+        "from conformance.run import cli\n"
         "assert 'locust' not in sys.modules and 'gevent' not in sys.modules, 'cli import'\n"
         f"code = cli.main(['run', '--cases', 'INIT-CERT-001', '--output', {str(tmp_path)!r}])\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('locust', 'gevent'))\n"

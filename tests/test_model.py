@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.model import (
+from conformance.core.xmlsafe import parse_xml
+from conformance.model.messages import (
     KMS_NS,
     KmsInit,
     KmsKeyProv,
@@ -15,7 +16,6 @@ from conformance.model import (
     QName,
     parse_response,
 )
-from conformance.xmlsafe import parse_xml
 
 PEER = Path(os.environ["KMS_CONFORMANCE_SHARED"]) / "peer-samples" / "streamwide-sw_mikey_sakke"
 

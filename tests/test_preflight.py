@@ -39,7 +39,7 @@ def run(target: Path, out: Path) -> subprocess.CompletedProcess[str]:
         [
             sys.executable,
             "-m",
-            "conformance.cli",
+            "conformance.run.cli",
             "run",
             "--target",
             str(target),

@@ -25,7 +25,7 @@ from probe_support.servers import drip, fixed, http_response, raw_server, refuse
 from probe_support.tls import make_pki
 
 from conformance.crypto.periods import NTP_UNIX_OFFSET
-from conformance.model import (
+from conformance.model.messages import (
     KmsCertCache,
     KmsInit,
     KmsKeyProv,
@@ -33,9 +33,9 @@ from conformance.model import (
     KmsResponse,
     parse_response,
 )
-from conformance.probe import MissingInput, PreconditionFailed, Probe
+from conformance.probe.sender import MissingInput, PreconditionFailed, Probe
 from conformance.profiles import KMS_INTERFACE_NS, get_profile, load_schema
-from conformance.target import (
+from conformance.target.file import (
     NegativeTokens,
     Pics,
     Pixit,

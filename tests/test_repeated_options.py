@@ -13,7 +13,7 @@ from probe_support.kms import serving_kms
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "conformance.cli", *args],
+        [sys.executable, "-m", "conformance.run.cli", *args],
         capture_output=True,
         text=True,
         check=False,
@@ -140,7 +140,7 @@ def test_the_fault_setting_is_laid_over_the_users_embedded_config(tmp_path: Path
 def test_toml_text_round_trips_what_tomllib_reads() -> None:
     import tomllib
 
-    from conformance.embedded_config import toml_text
+    from conformance.run.embedded_config import toml_text
 
     document = {
         "kms_uri": "kms.example.org",

@@ -22,18 +22,18 @@ import lxml.html
 import pytest
 from lxml import etree
 
-from conformance.exchange import Exchange, RecordedRequest, TlsFacts
+from conformance.core.exchange import Exchange, RecordedRequest, TlsFacts
 from conformance.report import Redactor, write_reports
 from conformance.report.evidence import case_dirs, safe_name
 from conformance.report.html import verdict_banner
-from conformance.results import (
+from conformance.verdicts.outcomes import CheckResult, Outcome, Strength, Verdict
+from conformance.verdicts.results import (
     CaseResult,
     RequirementInfo,
     RunResult,
     SecretValue,
     StepRecord,
 )
-from conformance.verdicts import CheckResult, Outcome, Strength, Verdict
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = "https://127.0.0.1:8443/keymanagement/identity/v1"

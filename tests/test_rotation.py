@@ -21,16 +21,16 @@ from typing import Any
 import pytest
 from test_fault_matrix import run_cases, served
 
-from conformance.cases import CaseFileError, _schema, load_catalogue, load_file
-from conformance.engine import Runner
+from conformance.catalogue.cases import CaseFileError, _schema, load_catalogue, load_file
 from conformance.profiles import get_profile
-from conformance.runcmd import embedded_kms
-from conformance.verdicts import Outcome, Verdict
+from conformance.run.engine import Runner
+from conformance.run.runcmd import embedded_kms
+from conformance.verdicts.outcomes import Outcome, Verdict
 from refkms.faults import EMBEDDED_CONFIG, WARNING_ONLY, get_fault
 from refkms.rotation import generation_key
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "conformance.cli"]
+CLI = [sys.executable, "-m", "conformance.run.cli"]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 ROTATION = [c for c in load_catalogue() if c.area == "rotation"]
 # Each also lets the harness replace the KMS's certificate (ROT-CERT-*, refkms/certchange.py).

@@ -16,11 +16,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from conformance.cases import load_catalogue
-from conformance.runcmd import coverage_markdown, embedded_kms
-from conformance.target import load_target
+from conformance.catalogue.cases import load_catalogue
+from conformance.run.runcmd import coverage_markdown, embedded_kms
+from conformance.target.file import load_target
 
-CLI = [sys.executable, "-m", "conformance.cli"]
+CLI = [sys.executable, "-m", "conformance.run.cli"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -150,7 +150,7 @@ def test_the_pytest_plugin_runs_cases_under_xdist_with_junit_properties(tmp_path
                 "-m",
                 "pytest",
                 "-p",
-                "conformance.plugin",
+                "conformance.run.plugin",
                 "-p",
                 "no:cacheprovider",
                 "-c",

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import httpx
 
-from conformance.runcmd import embedded_kms
-from conformance.target import load_target
+from conformance.run.runcmd import embedded_kms
+from conformance.target.file import load_target
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "conformance.cli"]
+CLI = [sys.executable, "-m", "conformance.run.cli"]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 KEY_ELEMENT = re.compile(
     rb"<(?:\w+:)?(UserDecryptKey|UserSigningKeySSK)\b[^>]*>\s*([0-9A-Fa-f]{16,})", re.S
@@ -109,14 +109,14 @@ def _rsk_of_user_one(target) -> bytes:  # type: ignore[no-untyped-def]
 
 
 def test_keys_a_case_learnt_are_redacted_wherever_quoted(tmp_path: Path) -> None:
-    """A key the UE store adopted (CaseResult.secrets, conformance/uestate.py) is a run
+    """A key the UE store adopted (CaseResult.secrets, conformance/protection/uestate.py) is a run
     secret: quoted in a check message it reaches no report in any form."""
     from datetime import UTC, datetime
 
-    from conformance.exchange import Exchange, RecordedRequest
+    from conformance.core.exchange import Exchange, RecordedRequest
     from conformance.report import write_reports
-    from conformance.results import CaseResult, RunResult, SecretValue, StepRecord
-    from conformance.verdicts import CheckResult, Outcome, Verdict
+    from conformance.verdicts.outcomes import CheckResult, Outcome, Verdict
+    from conformance.verdicts.results import CaseResult, RunResult, SecretValue, StepRecord
 
     new_trk = bytes(range(0xA0, 0xB0))
     quoted = f"raw {new_trk.hex()} / {base64.b64encode(new_trk).decode()}"

@@ -27,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "refkms"))
 from refkms_testkit import BOB, CAROL, UE, make_domain, serving
 
 from conformance.checks import REGISTRY, CheckContext, run_check
-from conformance.model import DS_NS, KMS_NS, XENC_NS, XSI_NS, parse_response
-from conformance.offline import check_file
+from conformance.core.xmlsafe import parse_xml
+from conformance.model.messages import DS_NS, KMS_NS, XENC_NS, XSI_NS, parse_response
 from conformance.profiles import get_profile
-from conformance.protection import unprotect
-from conformance.target import Target, User, load_target
-from conformance.verdicts import CheckResult, Outcome
-from conformance.xmlsafe import parse_xml
+from conformance.protection.response import unprotect
+from conformance.run.offline import check_file
+from conformance.target.file import Target, User, load_target
+from conformance.verdicts.outcomes import CheckResult, Outcome
 from conformance.xmlsec import xmldsig, xmlenc
 from refkms.state import StateDir
 from refkms.target import target_description, write_target

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 _SCRIPT = r"""
 import io, json, sys
-from conformance import runcmd
+from conformance.run import runcmd
 out = io.StringIO()
 getattr(runcmd, sys.argv[1])(*sys.argv[2:], out=out)
 print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
@@ -51,9 +51,10 @@ def test_the_run_command_imports_no_gevent_or_locust() -> None:
         [
             sys.executable,
             "-c",
-            "import sys, conformance.cli, conformance.runcmd, conformance.plugin, "
-            "conformance.report, conformance.engine, conformance.offline, conformance.lanes; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('gevent', 'locust')))",
+            "import sys, conformance.run.cli, conformance.run.runcmd, conformance.run.plugin, "
+            "conformance.report, conformance.run.engine, conformance.run.offline, "
+            "conformance.run.lanes; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('gevent', 'locust')))",
         ],
         capture_output=True,
         text=True,

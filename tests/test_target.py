@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.target import TargetFileError, load_target
+from conformance.target.file import TargetFileError, load_target
 
 GOOD = """
 [target]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.xmlsafe import XmlRejected, parse_xml
+from conformance.core.xmlsafe import XmlRejected, parse_xml
 
 
 def test_external_entity_is_refused_and_never_read(tmp_path: Path) -> None:

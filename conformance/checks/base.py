@@ -19,12 +19,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from conformance.checks.values import hex_octets
+from conformance.core.exchange import Exchange
 from conformance.crypto import CryptoError, uid
-from conformance.exchange import Exchange
-from conformance.model import KmsCertificate, KmsInit, KmsKeyProv, KmsKeySet, KmsResponse, Node
+from conformance.model.messages import (
+    KmsCertificate,
+    KmsInit,
+    KmsKeyProv,
+    KmsKeySet,
+    KmsResponse,
+    Node,
+)
 from conformance.profiles import Profile
-from conformance.target import Target, User
-from conformance.verdicts import CheckResult, Outcome, Strength
+from conformance.target.file import Target, User
+from conformance.verdicts.outcomes import CheckResult, Outcome, Strength
 
 _T = TypeVar("_T")
 
@@ -83,8 +90,8 @@ class CheckContext:
     params: dict[str, Any] = field(default_factory=dict)
     memo: dict[str, Any] = field(default_factory=dict)
     # Live runs only (None offline): the probe's record of this step's exchange, what the
-    # security step found (conformance.protection.ProtectionFacts), the target file, and the
-    # earlier steps of the same case, oldest first (conformance.engine.StepView).
+    # security step found (conformance.protection.response.ProtectionFacts), the target file, and
+    # the earlier steps of the same case, oldest first (conformance.run.engine.StepView).
     exchange: Exchange | None = None
     protection: Any = None
     target: Target | None = None

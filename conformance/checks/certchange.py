@@ -27,7 +27,7 @@ from conformance.checks.base import (
 )
 from conformance.checks.values import hex_octets
 from conformance.checks.verify import content_of
-from conformance.model import KmsCertCache, KmsCertificate
+from conformance.model.messages import KmsCertCache, KmsCertificate
 
 BEFORE = "kms_certificate_before"
 CHANGED = "kms_certificate_changed"

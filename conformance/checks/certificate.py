@@ -25,7 +25,7 @@ from conformance.checks.base import (
 from conformance.checks.values import hex_octets, parse_boolean, parse_datetime, parse_int
 from conformance.checks.verify import Items, carries, verifies, versioned
 from conformance.crypto import eccsi, sakke
-from conformance.model import KmsCertCache, KmsCertificate, KmsInit
+from conformance.model.messages import KmsCertCache, KmsCertificate, KmsInit
 
 MANDATORY_FIELDS = (
     "KmsUri",

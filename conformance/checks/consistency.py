@@ -29,7 +29,7 @@ from conformance.checks.base import (
 )
 from conformance.checks.values import parse_int
 from conformance.checks.verify import present, verifies
-from conformance.model import (
+from conformance.model.messages import (
     KmsCertCache,
     KmsKeySet,
 )

@@ -21,7 +21,7 @@ from conformance.checks.base import (
 )
 from conformance.checks.values import parse_datetime, parse_int
 from conformance.checks.verify import response_field, verifies
-from conformance.model import XENC_NS, XSI_NS, KmsCertCache, KmsInit, KmsKeyProv, KmsLookup
+from conformance.model.messages import XENC_NS, XSI_NS, KmsCertCache, KmsInit, KmsKeyProv, KmsLookup
 from conformance.profiles import Profile, load_fast_schema, load_schema
 
 if TYPE_CHECKING:  # imported with the compiled schema (profiles.load_schema)

@@ -15,9 +15,9 @@ from lxml import etree
 from conformance.checks.base import CheckContext, Finding, check, ok, shorten, skipped, violation
 from conformance.checks.values import parse_int
 from conformance.checks.verify import answered, verifies
-from conformance.exchange import Exchange
-from conformance.model import XENC_NS, local_name
-from conformance.xmlsafe import XmlRejected, parse_xml
+from conformance.core.exchange import Exchange
+from conformance.core.xmlsafe import XmlRejected, parse_xml
+from conformance.model.messages import XENC_NS, local_name
 
 # Elements whose presence means a response hands out private keys or new shared keys.
 KEY_MATERIAL = frozenset(

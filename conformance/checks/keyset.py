@@ -29,7 +29,7 @@ from conformance.checks.base import (
 from conformance.checks.values import hex_octets, parse_datetime, parse_int
 from conformance.checks.verify import Items, carries, verifies, versioned
 from conformance.crypto import CryptoError, eccsi, periods, sakke, uid
-from conformance.model import (
+from conformance.model.messages import (
     KEY_ELEMENTS,
     KMS_NS,
     XSI_NS,

@@ -17,8 +17,8 @@ from conformance.checks.base import (
     violation,
 )
 from conformance.checks.verify import answered, carries, content_of, verifies
-from conformance.exchange import Exchange
-from conformance.model import KmsLookup
+from conformance.core.exchange import Exchange
+from conformance.model.messages import KmsLookup
 
 
 @check("lookup.present")

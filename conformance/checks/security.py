@@ -1,6 +1,6 @@
 """Security checks: the InK/TrK signature and TrK encryption of responses (D.1, D.3.1).
 
-The security step (``conformance.protection.unprotect``) has already verified, decrypted
+The security step (``conformance.protection.response.unprotect``) has already verified, decrypted
 and unwrapped what it could and recorded it in ``ProtectionFacts``; each check here judges
 one rule on those facts. When a context carries no facts (a check run on its own), they
 are computed from ``ctx.raw`` once and kept in ``ctx.memo`` (security_support.py, with the
@@ -48,7 +48,7 @@ from conformance.checks.security_support import (
     wrapped_keys_finding,
 )
 from conformance.checks.verify import verifies
-from conformance.protection import (
+from conformance.protection.response import (
     NEW_KEY_ELEMENTS,
     EncryptionFacts,
     ProtectionFacts,

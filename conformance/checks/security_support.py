@@ -22,16 +22,16 @@ from conformance.checks.base import (
 )
 from conformance.checks.envelope import EXPECTED_CONTENT, profile_schema_errors
 from conformance.checks.verify import Verifier, present
-from conformance.model import KmsKeyProv, KmsResponse
-from conformance.protection import (
+from conformance.model.messages import KmsKeyProv, KmsResponse
+from conformance.protection.response import (
     EncryptionFacts,
     ProtectionFacts,
     SignatureFacts,
     WrappedKeyFacts,
     unprotect,
 )
-from conformance.target import SymmetricKey
-from conformance.verdicts import Outcome
+from conformance.target.file import SymmetricKey
+from conformance.verdicts.outcomes import Outcome
 from conformance.xmlsec import xmldsig, xmlenc
 
 _T = TypeVar("_T")

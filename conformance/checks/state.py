@@ -1,4 +1,4 @@
-"""Checks of the UE key state across the steps of a case (conformance/uestate.py).
+"""Checks of the UE key state across the steps of a case (conformance/protection/uestate.py).
 
 The engine judges every step with the keys the UE holds at that step; these checks say
 what a rotation changed: the KMS "shall use the TrK currently residing in the MC UE"
@@ -6,7 +6,7 @@ what a rotation changed: the KMS "shall use the TrK currently residing in the MC
 answered under that TrK or refused (REQ-129, as the profile says), and key sets of
 different key periods carry different RSKs (RFC 6508 6.1.1: the RSK is a function of the
 UID). The engine puts the keys the UE held before the last change of the case in
-``ctx.params["ue_previous"]`` (a ``conformance.target.User``, or None).
+``ctx.params["ue_previous"]`` (a ``conformance.target.file.User``, or None).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from conformance.checks.security_support import (
     trk_id_names_another_key,
 )
 from conformance.checks.verify import verifies
-from conformance.protection import NEW_KEY_ELEMENTS, ProtectionFacts, unprotect
-from conformance.target import User
+from conformance.protection.response import NEW_KEY_ELEMENTS, ProtectionFacts, unprotect
+from conformance.target.file import User
 
 PREVIOUS = "ue_previous"
 

@@ -7,7 +7,7 @@ import re
 from conformance.checks.base import CheckContext, Finding, check, ok, shorten, skipped, violation
 from conformance.checks.errors import key_material
 from conformance.checks.verify import successful, verifies
-from conformance.exchange import Exchange
+from conformance.core.exchange import Exchange
 
 XML_TYPES = ("application/xml", "text/xml")
 MINIMUM_TLS = (1, 2)

@@ -27,8 +27,8 @@ from conformance.checks.base import (
     skipped,
     violation,
 )
-from conformance.exchange import Exchange
-from conformance.model import Node
+from conformance.core.exchange import Exchange
+from conformance.model.messages import Node
 
 _T = TypeVar("_T")
 _N = TypeVar("_N", bound=Node)

@@ -38,8 +38,8 @@ class Job:
     """One recorded iteration of one virtual UE (the user carries its token and keys)."""
 
     scenario: str
-    user: Any  # conformance.target.User
-    exchanges: list[Any]  # conformance.exchange.Exchange, one per scenario step
+    user: Any  # conformance.target.file.User
+    exchanges: list[Any]  # conformance.core.exchange.Exchange, one per scenario step
 
 
 @dataclass
@@ -281,11 +281,11 @@ class _Child:
 
 class _Checker:
     def __init__(self, settings: Mapping[str, Any]) -> None:
-        from conformance.engine import Runner, collect_secrets
         from conformance.load.scenarios import load_scenarios
         from conformance.profiles import get_profile
         from conformance.report.redact import Redactor
-        from conformance.target import load_target
+        from conformance.run.engine import Runner, collect_secrets
+        from conformance.target.file import load_target
 
         self.base = load_target(str(settings["target"]))
         self.runner = Runner(self.base, get_profile(self.base.profile.release))
@@ -300,7 +300,7 @@ class _Checker:
         self._redactor = Redactor
 
     def check(self, job: Job) -> dict[str, Any]:
-        from conformance.verdicts import Outcome
+        from conformance.verdicts.outcomes import Outcome
 
         scenario = self.scenarios[job.scenario]
         case = scenario.case

@@ -125,7 +125,7 @@ def _run(options: LoadOptions, out: TextIO, err: TextIO) -> int:
 
 @contextlib.contextmanager
 def _target(options: LoadOptions, err: TextIO) -> Iterator[tuple[Path, str]]:
-    from conformance.runcmd import UsageProblem, embedded_kms
+    from conformance.run.runcmd import UsageProblem, embedded_kms
 
     if options.target:
         path = Path(options.target)
@@ -144,7 +144,7 @@ def _context(target_path: Path, plan: Any, options: LoadOptions) -> Any:
     from conformance.load.locustrun import Context
     from conformance.load.users import PatternUsers
     from conformance.profiles import ProfileError, get_profile
-    from conformance.target import TargetFileError, load_target
+    from conformance.target.file import TargetFileError, load_target
 
     try:
         target = load_target(target_path)
@@ -172,7 +172,7 @@ def _context(target_path: Path, plan: Any, options: LoadOptions) -> Any:
 
 def _preflight(target: Any) -> None:
     """An unreachable target is exit 2 before any load, not thousands of errors."""
-    from conformance.probe import MissingInput, PreconditionFailed, Probe
+    from conformance.probe.sender import MissingInput, PreconditionFailed, Probe
     from conformance.profiles import get_profile
 
     try:

@@ -33,9 +33,9 @@ from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
 from conformance.load.checker import CheckerPool, Job, Tally
 from conformance.load.scenarios import Plan
 from conformance.load.users import PatternUsers, UserPatternError
-from conformance.probe import MissingInput, PreconditionFailed, Probe
+from conformance.probe.sender import MissingInput, PreconditionFailed, Probe
 from conformance.profiles import Profile
-from conformance.target import Target
+from conformance.target.file import Target
 
 DRAIN_TIMEOUT_S = 60.0
 WORKER_WAIT_S = 60.0

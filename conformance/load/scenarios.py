@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from conformance.cases import Case, Step, catalogue_dir
+from conformance.catalogue.cases import Case, Step, catalogue_dir
 from conformance.checks import REGISTRY
 
 DEFAULT_SCENARIO = "provision"

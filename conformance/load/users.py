@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conformance.target import Secret, SymmetricKey, User
+from conformance.target.file import Secret, SymmetricKey, User
 
 TOKEN_SOURCES = ("token_template", "token_command", "users_file")
 _KEYS = {"uri", "count", "first", *TOKEN_SOURCES}

@@ -55,7 +55,7 @@ class Profile:
     c14n_methods: tuple[str, ...]
     namespace_configurable: bool = False
     description: str = ""
-    # Stateful UE scenarios (conformance/uestate.py). The key that protects the response
+    # Stateful UE scenarios (conformance/protection/uestate.py). The key that protects the response
     # delivering a new TrK/InK: "held" (the key the UE held before it; default) or
     # "delivered" (the signature uses the delivered InK/TrK; encryption always uses the
     # held TrK, since the new TrK travels inside the encrypted message).
@@ -63,7 +63,7 @@ class Profile:
     # A request naming the TrK the UE held before a rotation: "either" (served under that
     # TrK, REQ-129, or refused with a KmsError), "served" or "refused".
     old_trk_id_after_rotation: str = "either"
-    # After the KMS replaced its own certificate (conformance/control.py), a KmsCertCache
+    # After the KMS replaced its own certificate (conformance/run/control.py), a KmsCertCache
     # entry for the KMS's own KmsUri: "if-listed" (default: the cache need not list the
     # KMS's own certificate, D.3.1 names partner domains; one it lists is the new one),
     # "required" (the cache lists the new one) or "unchecked". Inferred: a warning.

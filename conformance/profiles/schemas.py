@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Final
 
 from lxml import etree
 
-from conformance.datafiles import data_dir
+from conformance.core.datafiles import data_dir
 
 if TYPE_CHECKING:  # imported when a schema is compiled: it costs ~0.1 s at start-up
     import xmlschema

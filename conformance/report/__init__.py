@@ -23,7 +23,7 @@ from conformance.report.evidence import (
 )
 from conformance.report.redact import Redactor, key_material
 from conformance.report.results_json import build_document, to_bytes
-from conformance.results import RunResult, SecretValue
+from conformance.verdicts.results import RunResult, SecretValue
 
 __all__ = ["Redactor", "redactor_for_run", "write_reports"]
 

@@ -26,7 +26,7 @@ from conformance.report.evidence import (
 )
 from conformance.report.redact import Redactor, key_material
 from conformance.report.results_json import case_reqs
-from conformance.results import CaseResult, StepRecord
+from conformance.verdicts.results import CaseResult, StepRecord
 
 SEVERITY = {"shall": "critical", "should": "normal", "may": "minor"}
 SPEC_PAGE = "https://www.3gpp.org/DynaReport/33180.htm"

@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from conformance.exchange import Exchange, RecordedRequest
+from conformance.core.exchange import Exchange, RecordedRequest
 from conformance.report.redact import Redactor, is_marker, key_material, redacted_at_capture
 from conformance.report.results_json import case_fields, check_dict, redact_tree, to_bytes
-from conformance.results import BodyFacts, CaseResult, StepRecord
+from conformance.verdicts.results import BodyFacts, CaseResult, StepRecord
 
 try:  # POSIX: the processes of one run (pytest-xdist workers) share the budget exactly
     import fcntl
@@ -173,7 +173,7 @@ def spill_case(
         for body in step.all_bodies()
         for secret in key_material(body)
     ]
-    # Keys the case learnt (a delivered TrK/InK, conformance/uestate.py) are secrets too.
+    # Keys the case learnt (a delivered TrK/InK, conformance/protection/uestate.py) are secrets too.
     learnt = found + list(case.secrets)
     red = redactor.extended(learnt) if learnt else redactor
     # Bodies redacted at capture (report.redact.Capture) are written as they are.
@@ -268,7 +268,7 @@ def write_case_evidence(
         steps_meta.append(_step_meta(name, step))
     case.evidence_notes = notes
     meta = {**case_fields(case), "steps": steps_meta}
-    if case.controls:  # what the case's control steps ran (conformance/control.py)
+    if case.controls:  # what the case's control steps ran (conformance/run/control.py)
         meta["controls"] = case.controls
     if notes:
         meta["evidence_notes"] = notes

@@ -18,7 +18,7 @@ import jinja2
 from conformance.report.evidence import excerpt_note, step_dir
 from conformance.report.redact import Redactor
 from conformance.report.results_json import SECTIONS, redact_tree
-from conformance.results import RunResult, StepRecord
+from conformance.verdicts.results import RunResult, StepRecord
 
 TEMPLATE = "report.html.j2"
 # Bodies shown inline are cut here; the evidence files keep them whole.
@@ -154,7 +154,7 @@ def _evidence_cut(document: Mapping[str, Any]) -> str:
 
 
 def _control_view(record: Mapping[str, Any], redactor: Redactor) -> dict[str, Any]:
-    """A control step (conformance/control.py): the command the target file gave, how it
+    """A control step (conformance/run/control.py): the command the target file gave, how it
     ended and its last line of output, redacted like everything else shown."""
     status = record.get("exit_status")
     return {

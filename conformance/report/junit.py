@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from lxml import etree
 
 from conformance.report.redact import Redactor
-from conformance.results import CaseResult, RunResult
-from conformance.verdicts import Outcome, Verdict
+from conformance.verdicts.outcomes import Outcome, Verdict
+from conformance.verdicts.results import CaseResult, RunResult
 
 SUITE_PREFIX = "kms-conformance"
 # XML 1.0 cannot carry these code points at all, not even escaped.

@@ -39,9 +39,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-from conformance.exchange import Exchange
-from conformance.results import CaseResult, SecretValue
-from conformance.verdicts import CheckResult
+from conformance.core.exchange import Exchange
+from conformance.verdicts.outcomes import CheckResult
+from conformance.verdicts.results import CaseResult, SecretValue
 
 __all__ = [
     "MARKER_PREFIX",
@@ -263,7 +263,7 @@ class Capture:
         request = exchange.request
         text = self.redactor.text
         # Other request headers may carry a secret of the target file too (an identity or
-        # API-key header whose value comes from the environment: conformance/auth.py).
+        # API-key header whose value comes from the environment: conformance/target/auth.py).
         headers = tuple(
             (name, self._credential(value) if name.lower() in _CREDENTIAL_HEADERS else text(value))
             for name, value in request.headers

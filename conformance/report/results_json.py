@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from conformance.report.redact import Redactor
-from conformance.results import CaseResult, RequirementInfo, RunResult
-from conformance.verdicts import CheckResult, Verdict
+from conformance.verdicts.outcomes import CheckResult, Verdict
+from conformance.verdicts.results import CaseResult, RequirementInfo, RunResult
 
 SCHEMA_ID = "kms-conformance/results/1"
 SCHEMA_FILE = Path(__file__).with_name("results.schema.json")

@@ -58,8 +58,8 @@ from typing import TypeVar, cast
 
 from lxml import etree
 
+from conformance.core.xmlsafe import is_inside
 from conformance.crypto.errors import CryptoError, InvalidEncoding, UnsupportedAlgorithm
-from conformance.xmlsafe import is_inside
 
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 XML_NS = "http://www.w3.org/XML/1998/namespace"

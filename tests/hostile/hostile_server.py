@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 from cryptography import x509
 
-from conformance.embedded_config import toml_text
+from conformance.run.embedded_config import toml_text
 from refkms.tls import (
     Issued,
     issue_ca,

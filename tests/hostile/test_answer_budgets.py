@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import hostile_server
 from cli_runs import Finished, report_measurement, run_cli, small_catalogue
 
-from conformance.lanes import can_fork
-from conformance.limits import DEFAULT_LIMITS, CpuBudgetExceeded, cpu_budget, paused
-from conformance.runcmd import embedded_kms
+from conformance.core.limits import DEFAULT_LIMITS, CpuBudgetExceeded, cpu_budget, paused
+from conformance.run.lanes import can_fork
+from conformance.run.runcmd import embedded_kms
 
 CASES = ("TRANSPORT-CTYPE-001", "TRANSPORT-CTYPE-002")
 # Two exchanges at most per case (its step and a preliminary KMS Initialize), each within

@@ -97,7 +97,7 @@ def test_offline_check_applies_the_structural_limits(tmp_path: Path) -> None:
     captured = tmp_path / "flood.xml"
     captured.write_text(f'<KmsResponse xmlns="{namespace}"{attributes}/>', encoding="utf-8")
     done = subprocess.run(
-        [sys.executable, "-m", "conformance.cli", "check", str(captured)],
+        [sys.executable, "-m", "conformance.run.cli", "check", str(captured)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from conformance.limits import DEFAULT_LIMITS, Limits
-from conformance.target import TargetFileError, load_target
-from conformance.xmlsafe import StructureRejected, check_tree, parse_xml
+from conformance.core.limits import DEFAULT_LIMITS, Limits
+from conformance.core.xmlsafe import StructureRejected, check_tree, parse_xml
+from conformance.target.file import TargetFileError, load_target
 
 BASE = """[target]
 base_url = "https://127.0.0.1:1/keymanagement/identity/v1"
@@ -53,7 +53,7 @@ def test_bad_limits_name_the_key(tmp_path: Path, text: str, message: str) -> Non
 def test_bad_limit_is_exit_2_with_one_line(tmp_path: Path) -> None:
     target = str(_target(tmp_path, "max_depth = -1\n"))
     done = subprocess.run(
-        [sys.executable, "-m", "conformance.cli", "run", "--target", target, "--output", "out"],
+        [sys.executable, "-m", "conformance.run.cli", "run", "--target", target, "--output", "out"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 import hostile_server
 from cli_runs import run_cli, small_catalogue
 
-from conformance.probe import Probe
+from conformance.probe.sender import Probe
 from conformance.profiles import get_profile
-from conformance.runcmd import embedded_kms
-from conformance.target import load_target
+from conformance.run.runcmd import embedded_kms
+from conformance.target.file import load_target
 
 # Catalogue order: two tokenless cases (the first also makes the run's one authenticated
 # KMS Initialize), then two authenticated ones.

@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 import hostile_server
 from cli_runs import output_bytes, report_measurement, run_cli
 
-from conformance.cases import load_catalogue
-from conformance.limits import DEFAULT_LIMITS
+from conformance.catalogue.cases import load_catalogue
+from conformance.core.limits import DEFAULT_LIMITS
 from conformance.report.results_json import SCHEMA_FILE
-from conformance.runcmd import embedded_kms
+from conformance.run.runcmd import embedded_kms
 
 MAX_RSS_MB = 300.0
 MAX_OUTPUT_MB = 200.0

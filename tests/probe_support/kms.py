@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conformance.target import Target, load_target
+from conformance.target.file import Target, load_target
 from refkms.config import config_from_mapping
 from refkms.domain import Domain
 from refkms.faults import ActiveFaults
