@@ -402,12 +402,14 @@ def _missed(
             "the session the two lanes (forked processes), the run's own process (pytest,",
             "Allure) and the KMS share two cores, so the bound is serial / (fixed +",
             f"(harness session CPU + KMS CPU) / 2) = {bound:.2f}x on these figures, before",
-            f"the CPU that lanes add: {parallel_cpu - serial_cpu:.1f} s more with two lanes "
-            "(each lane's own HTTPS",
-            "connections and KMS Initialize, the copy-on-write faults of a forked process",
-            "touching the run's memory, results sent back). On two cores the run is CPU-bound",
-            "once the lanes overlap the KMS, so what would reach 1.3x is less CPU per case,",
-            "mostly in the outputs (see the reports row), or more cores.",
+            f"the CPU that lanes add ({parallel_cpu - serial_cpu:.1f} s more with two lanes "
+            "here: each lane opens",
+            "its own HTTPS connections and sends its own KMS Initialize, is forked and sends",
+            "its results back; its copy-on-write faults were about 5,500 pages a lane when",
+            "measured with getrusage). On two cores the run is CPU-bound once the lanes",
+            "overlap the KMS, so what would reach 1.3x is less CPU per case, mostly in the",
+            "outputs (see the reports row), or more cores (against a remote KMS, where lanes",
+            "wait instead of compute, see the next section).",
         ]
     return lines
 
