@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_pipes
-from typing import Any, Protocol
+from typing import Any
 
 from conformance.catalogue.cases import Case
 from conformance.verdicts.results import CaseResult
@@ -41,12 +41,6 @@ from conformance.verdicts.results import CaseResult
 RunCase = Callable[[Case], CaseResult]
 # Set KMS_CONFORMANCE_LANES=threads to run the lanes as threads where forking works too.
 LANES_ENV = "KMS_CONFORMANCE_LANES"
-
-
-class CaseLanes(Protocol):
-    def result(self, case_id: str) -> CaseResult: ...
-
-    def close(self) -> None: ...
 
 
 def start_lanes(
@@ -89,7 +83,7 @@ def segments(cases: Sequence[Case]) -> list[list[list[Case]]]:
     return out
 
 
-class _Dispatched:
+class CaseLanes:
     """What both kinds of lanes share: a future per case, which ``result`` waits for, and
     a dispatcher thread that hands out the plan (``segments``) segment by segment."""
 
@@ -102,6 +96,10 @@ class _Dispatched:
 
     def result(self, case_id: str) -> CaseResult:
         return self._futures[case_id].result()
+
+    def close(self) -> None:
+        """Stop starting cases (an interrupted session), and end the lanes."""
+        raise NotImplementedError
 
     def _stop(self) -> None:
         self._stopped.set()
@@ -126,7 +124,7 @@ class _Dispatched:
                 future.set_exception(RuntimeError(f"the run was stopped before this case: {why}"))
 
 
-class Lanes(_Dispatched):
+class Lanes(CaseLanes):
     """Runs ``cases`` in ``workers`` threads; ``result(case_id)`` waits for one."""
 
     def __init__(self, cases: Sequence[Case], workers: int, new_runner: Callable[[], RunCase]):
@@ -163,7 +161,7 @@ class Lanes(_Dispatched):
                 future.set_exception(exc)
 
 
-class ForkLanes(_Dispatched):
+class ForkLanes(CaseLanes):
     """Runs ``cases`` in ``workers`` forked processes; ``result(case_id)`` waits for one.
 
     A lane process takes one unit at a time from the dispatcher (a thread of the run),
