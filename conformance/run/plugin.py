@@ -72,7 +72,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=int,
         default=1,
         metavar="N",
-        help="run the cases in N concurrent lanes in this process (kms-conformance run -n N)",
+        help="run the cases in N concurrent lanes, forked processes on Linux, else threads "
+        "(kms-conformance run -n N)",
     )
 
 
