@@ -106,14 +106,6 @@ class EvidenceBudget:
         self._used = 0
         self._lock = threading.Lock()  # lanes of one process draw on one budget
 
-    def take(self, wanted: int, *, always: bool = False) -> int:
-        """Grant up to ``wanted`` octets (all of them when ``always``: metadata files are
-        counted but never cut) and return how many."""
-        if always:
-            self.count(wanted)
-            return wanted
-        return self.take_many([wanted])[0]
-
     def take_many(self, wanted: Sequence[int]) -> list[int]:
         """Grant each of ``wanted`` in turn, up to what is left (one draw on the ledger)."""
         return self._draw(wanted, always=False)
